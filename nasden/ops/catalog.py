@@ -1,0 +1,29 @@
+"""The built-in ops, registered by name (``conv3x3``, ``sepconv5x5``, ``bilinear_conv3x3`` ...)."""
+from __future__ import annotations
+
+from nasden.ops.base import OpSpec
+from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU
+from nasden.ops.convolution import (DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv,
+                                    UpsampleConv)
+from nasden.registry import OPS
+
+
+def _register(spec: OpSpec) -> None:
+    OPS.register(spec.name)(spec)
+
+
+for _k in (1, 3, 5, 7):
+    _register(OpSpec(f"conv{_k}x{_k}", DynamicConv, {"kernel": _k}, supports_nm=True))
+for _k in (3, 5):
+    _register(OpSpec(f"dilconv{_k}x{_k}", DynamicConv, {"kernel": _k, "dilation": 2}, supports_nm=True))
+    _register(OpSpec(f"sepconv{_k}x{_k}", SeparableConv, {"kernel": _k}, supports_nm=True))
+    _register(OpSpec(f"conv{_k}x{_k}_s2", DynamicConv, {"kernel": _k, "stride": 2}, scale=1, supports_nm=True))
+_register(OpSpec("maxpool_conv1x1", PoolConv, {"pool": "max"}, scale=1, supports_nm=True))
+_register(OpSpec("avgpool_conv1x1", PoolConv, {"pool": "avg"}, scale=1, supports_nm=True))
+_register(OpSpec("convT3x3_s2", DynamicConvTranspose, {"kernel": 3}, scale=-1))
+_register(OpSpec("bilinear_conv3x3", UpsampleConv, {"mode": "bilinear"}, scale=-1, supports_nm=True))
+_register(OpSpec("nearest_conv3x3", UpsampleConv, {"mode": "nearest"}, scale=-1, supports_nm=True))
+_register(OpSpec("pixelshuffle_conv3x3", ShuffleConv, scale=-1, in_multiple=4, supports_nm=True))
+_register(OpSpec("relu", ReLU, preserves_channels=True))
+_register(OpSpec("identity", Identity, preserves_channels=True))
+_register(OpSpec("bn", DynamicBatchNorm, preserves_channels=True))

@@ -1,0 +1,83 @@
+"""Ops that keep their input's channels: ReLU, identity and BatchNorm with sliced statistics."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasden.ops.base import NM, DynamicOp, Layout
+
+
+class ReLU(DynamicOp):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return F.relu(x)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Module:
+        return nn.ReLU()
+
+    @classmethod
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
+        return 0.0, 0
+
+
+class Identity(DynamicOp):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return x
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Module:
+        return nn.Identity()
+
+    @classmethod
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
+        return 0.0, 0
+
+
+class DynamicBatchNorm(DynamicOp):
+    """BatchNorm over the first ``c`` channels, with the matching slice of running statistics.
+
+    Slimmed sub-networks see different statistics than the full one; recalibrate them per
+    architecture with :func:`nasden.supernet.recalibrate_bn` before evaluating.
+    """
+
+    def __init__(self, cin: int, cout: int, momentum: float | None = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(cin))
+        self.bias = nn.Parameter(torch.zeros(cin))
+        self.register_buffer("running_mean", torch.zeros(cin))
+        self.register_buffer("running_var", torch.ones(cin))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        c = x.shape[1]
+        momentum = self.momentum
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            if momentum is None:  # cumulative moving average, used for recalibration
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
+                            self.training, momentum, self.eps)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.BatchNorm2d:
+        index = list(layout.positions)
+        bn = nn.BatchNorm2d(layout.channels, eps=self.eps)
+        bn.weight.data = self.weight[index].detach().clone()
+        bn.bias.data = self.bias[index].detach().clone()
+        bn.running_mean.copy_(self.running_mean[index])
+        bn.running_var.copy_(self.running_var[index])
+        return bn.eval()
+
+    def reset_running_stats(self) -> None:
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, momentum: float | None = 0.1, eps: float = 1e-5) -> tuple[float, int]:
+        return 0.0, 2 * cin

@@ -1,0 +1,178 @@
+"""Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasden.ops.base import NM, DynamicOp, Layout
+from nasden.ops.nm import apply_nm
+
+
+def _static_weight(weight: Tensor, layout: Layout, out: int, nm: NM | None) -> Tensor:
+    """The slice of a ``[out, in, ...]`` weight a static layer needs, N:M mask applied."""
+    w = apply_nm(weight[:out, : layout.length], nm)
+    if not (isinstance(layout.positions, range) and layout.positions == range(layout.length)):
+        w = w[:, list(layout.positions)]
+    return w.detach().clone()
+
+
+class DynamicConv(DynamicOp):
+    """k×k convolution (optionally strided or dilated) that runs at any input/output width."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
+                 bias: bool = True):
+        super().__init__()
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+        self.padding = dilation * (kernel - 1) // 2
+        self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        weight = apply_nm(self.weight[:out, : x.shape[1]], nm)
+        bias = None if self.bias is None else self.bias[:out]
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Conv2d:
+        conv = nn.Conv2d(layout.channels, out, self.kernel, self.stride, self.padding, self.dilation,
+                         bias=self.bias is not None)
+        conv.weight.data = _static_weight(self.weight, layout, out, nm)
+        if self.bias is not None:
+            conv.bias.data = self.bias[:out].detach().clone()
+        return conv
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
+             bias: bool = True) -> tuple[float, int]:
+        macs = kernel * kernel * cin * cout
+        return float(macs), macs + (cout if bias else 0)
+
+
+class DynamicConvTranspose(DynamicOp):
+    """Transposed convolution with stride 2 (doubles the resolution) at any width."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3):
+        super().__init__()
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.empty(cin, cout, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def _geometry(self) -> dict[str, int]:
+        return {"stride": 2, "padding": (self.kernel - 1) // 2, "output_padding": 1}
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return F.conv_transpose2d(x, self.weight[: x.shape[1], :out], self.bias[:out], **self._geometry())
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.ConvTranspose2d:
+        conv = nn.ConvTranspose2d(layout.channels, out, self.kernel, **self._geometry())
+        conv.weight.data = self.weight[list(layout.positions), :out].detach().clone()
+        conv.bias.data = self.bias[:out].detach().clone()
+        return conv
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, kernel: int = 3) -> tuple[float, int]:
+        # one k×k×cin×cout product per *input* pixel; an output pixel is a quarter of one
+        macs = kernel * kernel * cin * cout
+        return macs / 4, macs + cout
+
+
+class SeparableConv(DynamicOp):
+    """Depthwise k×k convolution followed by a pointwise 1×1 convolution."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3):
+        super().__init__()
+        self.kernel = kernel
+        self.depthwise = nn.Parameter(torch.empty(cin, 1, kernel, kernel))
+        nn.init.kaiming_uniform_(self.depthwise, a=math.sqrt(5))
+        self.pointwise = DynamicConv(cin, cout, kernel=1)
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        channels = x.shape[1]
+        x = F.conv2d(x, self.depthwise[:channels], padding=self.kernel // 2, groups=channels)
+        return self.pointwise(x, out, nm)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
+        channels = layout.channels
+        depthwise = nn.Conv2d(channels, channels, self.kernel, padding=self.kernel // 2, groups=channels,
+                              bias=False)
+        depthwise.weight.data = self.depthwise[list(layout.positions)].detach().clone()
+        return nn.Sequential(depthwise, self.pointwise.extract(layout, out, nm))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, kernel: int = 3) -> tuple[float, int]:
+        depthwise = kernel * kernel * cin
+        return float(depthwise + cin * cout), depthwise + cin * cout + cout
+
+
+class PoolConv(DynamicOp):
+    """2×2 max or average pooling (halves the resolution) followed by a 1×1 convolution."""
+
+    def __init__(self, cin: int, cout: int, pool: str = "max"):
+        super().__init__()
+        self.pool = pool
+        self.conv = DynamicConv(cin, cout, kernel=1)
+
+    def _pool(self) -> nn.Module:
+        return nn.MaxPool2d(2) if self.pool == "max" else nn.AvgPool2d(2)
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        x = F.max_pool2d(x, 2) if self.pool == "max" else F.avg_pool2d(x, 2)
+        return self.conv(x, out, nm)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
+        return nn.Sequential(self._pool(), self.conv.extract(layout, out, nm))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, pool: str = "max") -> tuple[float, int]:
+        return DynamicConv.cost(cin, cout, kernel=1)
+
+
+class UpsampleConv(DynamicOp):
+    """Bilinear or nearest 2× upsampling followed by a 3×3 convolution."""
+
+    def __init__(self, cin: int, cout: int, mode: str = "bilinear"):
+        super().__init__()
+        self.mode = mode
+        self.conv = DynamicConv(cin, cout, kernel=3)
+
+    def _align(self) -> bool | None:
+        return False if self.mode == "bilinear" else None
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self._align())
+        return self.conv(x, out, nm)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
+        upsample = nn.Upsample(scale_factor=2, mode=self.mode, align_corners=self._align())
+        return nn.Sequential(upsample, self.conv.extract(layout, out, nm))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, mode: str = "bilinear") -> tuple[float, int]:
+        return DynamicConv.cost(cin, cout, kernel=3)
+
+
+class ShuffleConv(DynamicOp):
+    """Pixel shuffle (2×, channels / 4) followed by a 3×3 convolution."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = DynamicConv(cin // 4, cout, kernel=3)
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return self.conv(F.pixel_shuffle(x, 2), out, nm)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
+        positions = list(layout.positions)
+        groups = [positions[i: i + 4] for i in range(0, len(positions), 4)]
+        if any(group != list(range(group[0], group[0] + 4)) or group[0] % 4 for group in groups):
+            raise ValueError("pixel shuffle needs its input channels in complete groups of 4")
+        shuffled = Layout([group[0] // 4 for group in groups], layout.length // 4)
+        return nn.Sequential(nn.PixelShuffle(2), self.conv.extract(shuffled, out, nm))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
+        return DynamicConv.cost(cin // 4, cout, kernel=3)

@@ -1,0 +1,134 @@
+"""The weight-sharing supernet: a space compiled into one module that runs any architecture."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasden.ops.channelwise import DynamicBatchNorm
+from nasden.ops.mixed import MixedOp
+from nasden.ops.nm import parse_nm
+from nasden.shapes import chosen_input
+from nasden.space import Architecture, Node, SearchSpace
+
+
+def last_uses(order: list[str], preds: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """For each node, the tensors that no later node reads (free them once it has run)."""
+    last: dict[str, str] = {}
+    for name in order:
+        for pred in preds[name]:
+            last[pred] = name
+    frees: dict[str, list[str]] = {name: [] for name in order}
+    for tensor, consumer in last.items():
+        frees[consumer].append(tensor)
+    return frees
+
+
+def _pad_channels(x: Tensor, channels: int) -> Tensor:
+    return x if x.shape[1] == channels else F.pad(x, (0, 0, 0, 0, 0, channels - x.shape[1]))
+
+
+def _weighted_sum(tensors: list[Tensor], weights: Tensor | None = None) -> Tensor:
+    channels = max(t.shape[1] for t in tensors)
+    total: Tensor | None = None
+    for i, t in enumerate(tensors):
+        t = _pad_channels(t, channels)
+        if weights is not None:
+            t = weights[i] * t
+        total = t if total is None else total + t
+    assert total is not None
+    return total
+
+
+class Supernet(nn.Module):
+    """Every candidate of every layer at its widest; ``supernet(x, arch)`` runs one architecture.
+
+    ``arch`` may be discrete (labels → values) or relaxed (labels → probability vectors for op and
+    input choices, per-channel scales for width choices). Without ``arch`` it runs the one set by
+    :meth:`active`, else the largest.
+    """
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        self.layers = nn.ModuleDict({
+            node.name: MixedOp(node.ops, node.in_channels, node.channels)
+            for node in space.nodes.values() if node.kind == "layer"
+        })
+        order = list(space.nodes)
+        self._frees = last_uses(order, {name: space.nodes[name].preds for name in order})
+        self._active: Architecture | None = None
+        self._largest = space.largest()
+
+    @contextmanager
+    def active(self, arch: Architecture) -> Iterator[Supernet]:
+        """Run ``arch`` on every call inside the ``with`` block."""
+        self.space.check(arch)
+        previous, self._active = self._active, dict(arch)
+        try:
+            yield self
+        finally:
+            self._active = previous
+
+    def forward(self, x: Tensor, arch: Mapping[str, Any] | None = None) -> Tensor:
+        if arch is None:
+            arch = self._active if self._active is not None else self._largest
+        else:
+            self.space.check(arch)
+        if x.shape[1] != self.space.in_channels:
+            raise ValueError(f"space {self.space.name!r} takes {self.space.in_channels}-channel images, "
+                             f"got a tensor of shape {tuple(x.shape)}")
+        values: dict[str, Tensor] = {}
+        for name, node in self.space.nodes.items():
+            values[name] = self._node(node, x, values, arch)
+            for dead in self._frees[name]:
+                del values[dead]
+        out = values[self.space.output_node.name]
+        return x - out if self.space.residual else out
+
+    def _node(self, node: Node, x: Tensor, values: dict[str, Tensor], arch: Mapping[str, Any]) -> Tensor:
+        if node.kind == "input":
+            return x
+        if node.kind == "output":
+            return values[node.preds[0]]
+        if node.kind == "add":
+            return _weighted_sum([values[p] for p in node.preds])
+        if node.kind == "concat":
+            return torch.cat([_pad_channels(values[p], self.space.nodes[p].channels) for p in node.preds], 1)
+        if node.input_label and isinstance(arch[node.input_label], Tensor):
+            inp = _weighted_sum([values[p] for p in node.preds], arch[node.input_label])
+        else:
+            inp = values[chosen_input(node, arch)]
+        op = arch[node.op_label] if node.op_label else node.ops[0]
+        width = arch[node.width_label] if node.width_label else node.channels
+        nm = parse_nm(arch[node.nm_label]) if node.nm_label else None
+        return self.layers[node.name](inp, op, width, nm)
+
+
+@torch.no_grad()
+def recalibrate_bn(supernet: Supernet, arch: Architecture, batches: Iterable[Tensor]) -> int:
+    """Recompute BatchNorm running statistics for ``arch`` from ``batches`` (US-Net's calibration).
+
+    The statistics are a plain average over the batches. Returns the number of batches used.
+    """
+    norms = [m for m in supernet.modules() if isinstance(m, DynamicBatchNorm)]
+    if not norms:
+        return 0
+    saved = [(m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    count = 0
+    try:
+        for batch in batches:
+            supernet(batch, arch)
+            count += 1
+    finally:
+        for m, (momentum, training) in zip(norms, saved):
+            m.momentum = momentum
+            m.train(training)
+    return count

@@ -1,0 +1,100 @@
+"""Built-in backbone graphs: a DnCNN-like plain network and a small U-Net.
+
+Both are fixed networks by default; with ``group`` set, every hidden layer also gets width
+choices (multiples of ``group`` from ``min_ratio`` of its channels), making it the backbone
+of a slimmable space.
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from nasden.registry import register_space
+from nasden.space import SearchSpace, width_choices
+
+
+class _Builder:
+    """Appends layers to a graph, each reading the previous one."""
+
+    def __init__(self, image_channels: int, group: int | None, min_ratio: float):
+        self.graph = nx.DiGraph(residual=True)
+        self.graph.add_node("input", op="input", channels=image_channels)
+        self.group, self.min_ratio, self.last = group, min_ratio, "input"
+
+    def layer(self, name: str, op: str, channels: int | None = None, src: str | None = None,
+              slimmable: bool = True) -> str:
+        attrs: dict = {"op": op}
+        if channels is not None:
+            attrs["channels"] = channels
+            if slimmable and self.group:
+                attrs["widths"] = width_choices(channels, self.group, self.min_ratio)
+        self.graph.add_node(name, **attrs)
+        self.graph.add_edge(src or self.last, name)
+        self.last = name
+        return name
+
+    def merge(self, name: str, op: str, inputs: list[str]) -> str:
+        self.graph.add_node(name, op=op)
+        for src in inputs:
+            self.graph.add_edge(src, name)
+        self.last = name
+        return name
+
+    def finish(self, image_channels: int) -> nx.DiGraph:
+        self.layer("tail", "conv3x3", image_channels, slimmable=False)
+        self.layer("output", "output")
+        return self.graph
+
+
+def dncnn_graph(depth: int = 17, channels: int = 64, image_channels: int = 1, bn: bool = True,
+                group: int | None = None, min_ratio: float = 0.25) -> nx.DiGraph:
+    """DnCNN: conv+ReLU, (depth-2) × conv+BN+ReLU, conv; residual learning (predicts the noise)."""
+    if depth < 2:
+        raise ValueError(f"dncnn depth must be at least 2, got {depth}")
+    b = _Builder(image_channels, group, min_ratio)
+    for i in range(1, depth):
+        b.layer(f"conv{i}", "conv3x3", channels)
+        if bn and i > 1:
+            b.layer(f"bn{i}", "bn")
+        b.layer(f"relu{i}", "relu")
+    return b.finish(image_channels)
+
+
+def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, group: int | None = None,
+               min_ratio: float = 0.25) -> nx.DiGraph:
+    """A small U-Net: two conv+ReLU per level, stride-2 conv down, transposed conv up, skip concat."""
+    if levels < 1:
+        raise ValueError(f"unet levels must be at least 1, got {levels}")
+    b = _Builder(image_channels, group, min_ratio)
+    skips = []
+    for level in range(levels + 1):
+        width = channels * 2 ** level
+        if level:
+            b.layer(f"down{level}", "conv3x3_s2", width)
+            b.layer(f"down{level}_relu", "relu")
+        b.layer(f"enc{level}a", "conv3x3", width)
+        b.layer(f"enc{level}a_relu", "relu")
+        b.layer(f"enc{level}b", "conv3x3", width)
+        skips.append(b.layer(f"enc{level}b_relu", "relu"))
+    for level in reversed(range(levels)):
+        width = channels * 2 ** level
+        b.layer(f"up{level}", "convT3x3_s2", width)
+        b.merge(f"cat{level}", "concat", [f"up{level}", skips[level]])
+        b.layer(f"dec{level}a", "conv3x3", width)
+        b.layer(f"dec{level}a_relu", "relu")
+        b.layer(f"dec{level}b", "conv3x3", width)
+        b.layer(f"dec{level}b_relu", "relu")
+    return b.finish(image_channels)
+
+
+@register_space("dncnn")
+def dncnn(depth: int = 17, channels: int = 64, image_channels: int = 1, bn: bool = True,
+          group: int | None = None, min_ratio: float = 0.25) -> SearchSpace:
+    """DnCNN-like plain network (fixed; width choices when ``group`` is set)."""
+    return SearchSpace(dncnn_graph(depth, channels, image_channels, bn, group, min_ratio), "dncnn")
+
+
+@register_space("unet")
+def unet(levels: int = 2, channels: int = 16, image_channels: int = 1, group: int | None = None,
+         min_ratio: float = 0.25) -> SearchSpace:
+    """Small U-Net with skip concatenation (fixed; width choices when ``group`` is set)."""
+    return SearchSpace(unet_graph(levels, channels, image_channels, group, min_ratio), "unet")

@@ -1,0 +1,1 @@
+"""Built-in strategies (installed as ``nasden.strategies``); importing registers them."""
