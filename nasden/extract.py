@@ -13,7 +13,11 @@ from nasden.supernet import Supernet, last_uses
 
 
 class StaticNet(nn.Module):
-    """A fixed network: static layers in topological order, joined by add and concat steps."""
+    """A fixed network: static layers in topological order, joined by add and concat steps.
+
+    It computes in the channels-last memory format, which CPU (oneDNN) and GPU convolution
+    kernels run fastest at every width (see bench/realized_speed.py).
+    """
 
     def __init__(self, steps: list[tuple[str, str, tuple[str, ...]]], layers: dict[str, nn.Module],
                  residual: bool):
@@ -22,8 +26,10 @@ class StaticNet(nn.Module):
         self.layers = nn.ModuleDict(layers)
         self.residual = residual
         self._frees = last_uses([name for name, _, _ in steps], {name: ins for name, _, ins in steps})
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         values: dict[str, Tensor] = {}
         y = x
         for name, kind, inputs in self.steps:
@@ -42,7 +48,7 @@ class StaticNet(nn.Module):
             values[name] = y
             for dead in self._frees[name]:
                 del values[dead]
-        return x - y if self.residual else y
+        return (x - y if self.residual else y).contiguous()
 
 
 @torch.no_grad()

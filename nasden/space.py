@@ -54,7 +54,7 @@ class Choice:
     nodes: tuple[str, ...]
 
     def largest(self) -> Any:
-        """The widest width, densest N:M pattern, first op, last candidate input."""
+        """The widest width, densest N:M pattern, first op, last candidate input (topological order)."""
         if self.kind == "width":
             return max(self.values)
         if self.kind == "nm":
@@ -247,7 +247,8 @@ def _validate(graph: nx.DiGraph, space: str) -> dict[str, Node]:
 def _validate_node(graph: nx.DiGraph, name: str, done: dict[str, Node]) -> Node:
     attrs = graph.nodes[name]
     op = attrs["op"]
-    preds = tuple(sorted(graph.predecessors(name)))
+    position = {node: i for i, node in enumerate(done)}
+    preds = tuple(sorted(graph.predecessors(name), key=position.__getitem__))  # topological order
     candidate = [bool(graph.edges[p, name].get("candidate", False)) for p in preds]
     if op == "input":
         channels = attrs.get("channels")

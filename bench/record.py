@@ -1,0 +1,39 @@
+"""Writing benchmark results with the command, date, machine and git revision that produced them."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def provenance() -> dict[str, Any]:
+    try:
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=RESULTS.parent, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, cwd=RESULTS.parent).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        revision, dirty = "unknown", False
+    return {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_revision": revision + ("-dirty" if dirty else ""),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, "
+                   f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+    }
+
+
+def write_json(name: str, figures: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({**provenance(), **figures}, indent=2) + "\n")
+    return path

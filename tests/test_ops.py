@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasden.ops.base import Layout
+from nasden.ops.nm import nm_mask, parse_nm
+from nasden.registry import OPS
+
+
+@pytest.mark.parametrize("name", OPS.names())
+@pytest.mark.parametrize("size", [8, 16, 12])
+def test_every_op_shapes_and_extraction(name: str, size: int) -> None:
+    spec = OPS.get(name)
+    cin = 16
+    cout = cin if spec.preserves_channels else 24
+    op = spec.build(cin, cout).eval()
+    x = torch.rand(2, 8, size, size)  # a slim input: 8 of 16 channels
+    out = 8 if spec.preserves_channels else 16
+    y = op(x, out)
+    expected = size * 2 if spec.scale < 0 else (size // 2 if spec.scale > 0 else size)
+    assert y.shape == (2, out, expected, expected)
+    static = op.extract(Layout.dense(8), out).eval()
+    torch.testing.assert_close(static(x), y, atol=1e-5, rtol=0)
+
+
+def test_nm_mask_keeps_n_of_every_m_input_channels() -> None:
+    w = torch.randn(6, 16, 3, 3)
+    for n, m in [(1, 4), (2, 4), (3, 8)]:
+        mask = nm_mask(w, n, m)
+        groups = mask.permute(0, 2, 3, 1).reshape(-1, m)
+        assert torch.all(groups.sum(1) == n)
+        kept = (w.abs() * mask).permute(0, 2, 3, 1).reshape(-1, m)
+        dropped = (w.abs() * (1 - mask)).permute(0, 2, 3, 1).reshape(-1, m)
+        assert torch.all(kept.max(1).values >= dropped.max(1).values)  # magnitude order
+    assert nm_mask(w, 4, 4) is None
+    assert nm_mask(torch.randn(4, 3, 3, 3), 2, 4) is None  # 3 input channels: stays dense
+
+
+def test_parse_nm() -> None:
+    assert parse_nm("2:4") == (2, 4)
+    for bad in ("2-4", "0:4", "x:y"):
+        with pytest.raises(ValueError):
+            parse_nm(bad)

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nasden.cost import cost, measure_latency
+from nasden.extract import export_torchscript, extract
+from nasden.registry import SPACES
+from nasden.supernet import Supernet, recalibrate_bn
+
+SPACE_OPTIONS = {  # small settings for every registered space
+    "toy": [{}, {"image_channels": 3}],
+    "dncnn": [{"depth": 5, "channels": 16, "group": 8}, {"depth": 4, "channels": 8, "bn": False}],
+    "unet": [{"levels": 2, "channels": 8, "group": 8}],
+    "graph": [SPACES.get("toy")().to_dict()],
+}
+
+
+def _spaces() -> list:
+    params = []
+    for name in SPACES.names():
+        for options in SPACE_OPTIONS.get(name, [{}]):
+            params.append(pytest.param(name, options, id=f"{name}-{len(options)}"))
+    return params
+
+
+def test_every_registered_space_is_covered() -> None:
+    assert set(SPACES.names()) <= set(SPACE_OPTIONS)
+
+
+def _archs(space, n=12):
+    return [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(n)]
+
+
+@pytest.mark.parametrize("name, options", _spaces())
+def test_extract_equals_supernet(name: str, options: dict) -> None:
+    space = SPACES.get(name)(**options)
+    supernet = Supernet(space)
+    x = torch.rand(2, space.in_channels, 16, 24)
+    supernet.train()
+    for arch in _archs(space):
+        supernet(x, arch)  # moves BN statistics away from their initial values
+    supernet.eval()
+    for arch in _archs(space):
+        static = extract(supernet, arch).eval()
+        torch.testing.assert_close(static(x), supernet(x, arch), atol=1e-5, rtol=0)
+        assert not any("candidates" in n for n, _ in static.named_modules())
+
+
+@pytest.mark.parametrize("name, options", _spaces())
+def test_cost_matches_flop_counter_and_parameters(name: str, options: dict) -> None:
+    space = SPACES.get(name)(**options)
+    supernet = Supernet(space)
+    x = torch.rand(1, space.in_channels, 32, 32)
+    for arch in _archs(space, 6):
+        arch = {k: ("4:4" if k.startswith("nm:") else v) for k, v in arch.items()}  # counter sees dense convs
+        static = extract(supernet, arch)
+        with FlopCounterMode(display=False) as counter:
+            static(x)
+        measured = counter.get_total_flops() / (32 * 32)
+        predicted = cost(space, arch)
+        assert predicted.flops_per_pixel == pytest.approx(measured, rel=0.01)
+        assert predicted.params == sum(p.numel() for p in static.parameters())
+
+
+def test_nm_cost_scales_sparse_layers() -> None:
+    space = SPACES.get("toy")()
+    arch = space.largest()
+    dense = cost(space, arch)
+    half = cost(space, {**arch, "nm:branch": "2:4"})
+    mid_macs = 9 * 8 * 8  # 'mid' reads 8 channels, writes 8; 'tail' reads 16, writes 1
+    tail_macs = 9 * 16 * 1
+    assert dense.macs_per_pixel - half.macs_per_pixel == pytest.approx((mid_macs + tail_macs) / 2)
+
+
+def test_cost_is_fast() -> None:
+    import time
+    space = SPACES.get("dncnn")(depth=17, channels=64, group=8)
+    archs = [space.sample(i) for i in range(1000)]
+    start = time.perf_counter()
+    for arch in archs:
+        cost(space, arch)
+    assert time.perf_counter() - start < 2.0  # about 0.1 ms each on a laptop core
+
+
+def test_relaxed_one_hot_equals_discrete() -> None:
+    space = SPACES.get("toy")()
+    supernet = Supernet(space).eval()
+    x = torch.rand(2, 1, 16, 16)
+    choices = space.choices()
+    for seed in range(5):
+        arch = space.sample(seed)
+        relaxed = dict(arch)
+        for label, choice in choices.items():
+            if choice.kind in ("op", "input"):
+                relaxed[label] = torch.nn.functional.one_hot(torch.tensor(choice.values.index(arch[label])),
+                                                             len(choice.values)).float()
+        torch.testing.assert_close(supernet(x, relaxed), supernet(x, arch), atol=1e-6, rtol=0)
+
+
+def test_relaxed_gradients_reach_alpha_and_width_scales() -> None:
+    space = SPACES.get("toy")()
+    supernet = Supernet(space)
+    arch = space.largest()
+    alpha = torch.zeros(3, requires_grad=True)
+    scales = torch.ones(16, requires_grad=True)
+    arch["op:stem"] = alpha.softmax(0)
+    arch["width:down"] = scales
+    supernet(torch.rand(2, 1, 16, 16), arch).square().mean().backward()
+    assert alpha.grad is not None and alpha.grad.abs().sum() > 0
+    assert scales.grad is not None and scales.grad.abs().sum() > 0
+
+
+def test_active_context_and_residual() -> None:
+    space = SPACES.get("dncnn")(depth=3, channels=8, group=4, bn=False)
+    supernet = Supernet(space)
+    x = torch.rand(1, 1, 8, 8)
+    small = space.smallest()
+    with supernet.active(small):
+        torch.testing.assert_close(supernet(x), supernet(x, small))
+    torch.testing.assert_close(supernet(x), supernet(x, space.largest()))
+    for layer in supernet.layers.values():  # zero weights: the predicted noise is 0, output = input
+        for p in layer.parameters():
+            p.data.zero_()
+    torch.testing.assert_close(supernet(x), x)
+    with pytest.raises(ValueError, match="takes 1-channel images"):
+        supernet(torch.rand(1, 3, 8, 8))
+
+
+def test_bn_uses_sliced_statistics_and_recalibrates() -> None:
+    space = SPACES.get("dncnn")(depth=4, channels=16, group=8)
+    supernet = Supernet(space)
+    bn = supernet.layers["bn2"].candidates["bn"]
+    x = torch.rand(4, 1, 16, 16)
+    supernet.train()
+    supernet(x, space.smallest())  # 8 of 16 channels: only their statistics move
+    assert torch.all(bn.running_mean[8:] == 0) and torch.any(bn.running_mean[:8] != 0)
+    batches = [torch.rand(4, 1, 16, 16) for _ in range(3)]
+    assert recalibrate_bn(supernet, space.smallest(), batches) == 3
+    assert bn.momentum == 0.1 and supernet.training
+    # the statistics are the plain average of the batch statistics of the 'bn2' input
+    features = []
+    hook = supernet.layers["conv2"].register_forward_hook(lambda m, i, o: features.append(o))
+    supernet.eval()
+    for b in batches:
+        supernet(b, space.smallest())
+    hook.remove()
+    expected = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+    torch.testing.assert_close(bn.running_mean[:8], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_torchscript_export_round_trip(tmp_path) -> None:
+    space = SPACES.get("toy")()
+    static = extract(Supernet(space), space.sample(2)).eval()
+    x = torch.rand(1, 1, 16, 16)
+    path = export_torchscript(static, x, tmp_path / "net.pt")
+    loaded = torch.jit.load(str(path))
+    torch.testing.assert_close(loaded(torch.rand(1, 1, 16, 16) * 0 + x), static(x))
+
+
+def test_onnx_export(tmp_path) -> None:
+    pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    from nasden.extract import export_onnx
+    space = SPACES.get("dncnn")(depth=3, channels=8)
+    static = extract(Supernet(space), space.largest())
+    assert export_onnx(static, torch.rand(1, 1, 16, 16), tmp_path / "net.onnx").stat().st_size > 0
+
+
+def test_latency_helper() -> None:
+    space = SPACES.get("dncnn")(depth=3, channels=8)
+    static = extract(Supernet(space), space.largest())
+    seconds = measure_latency(static, torch.rand(1, 1, 32, 32), runs=5, warmup=1)
+    assert 0 < seconds < 1
+
+
+def test_relaxed_arch_cannot_be_extracted() -> None:
+    space = SPACES.get("toy")()
+    arch = space.largest()
+    arch["op:stem"] = torch.ones(3) / 3
+    with pytest.raises(ValueError, match="discrete architecture"):
+        extract(Supernet(space), arch)
