@@ -1,0 +1,194 @@
+"""Training patches and evaluation images: builtin photographs, image folders, noisy/clean pairs.
+
+``data: builtin`` uses the natural photographs scikit-image ships in its wheel, so a fresh machine
+needs no download. A folder with ``noisy/`` and ``clean/`` sub-folders is a real-noise pair set
+(files paired by name). Training batches are a pure function of ``(seed, step)``: a resumed run
+sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nasden.images import ImageError, ImageWarning, list_images, load_image
+from nasden.noise import NoiseConfig, add_noise
+
+BUILTIN_TRAIN = ("astronaut", "brick", "chelsea", "coffee", "grass", "gravel", "hubble_deep_field", "moon",
+                 "motorcycle_left")
+BUILTIN_VAL = ("camera", "coins", "rocket")
+DATA_ENV = "NASDEN_DATA"
+
+
+class DataError(ValueError):
+    """Missing or unusable data; the message names the folder or file."""
+
+
+@dataclass
+class DataConfig:
+    """Where images come from and how training batches are made.
+
+    ``train`` / ``val``: ``builtin``, an image folder, or a folder with ``noisy/`` and ``clean/``
+    (real noise; ``noise`` is then unused). A bare name such as ``bsd68`` is also looked up in
+    ``$NASDEN_DATA``. ``val_crop`` centre-crops validation images to at most that size.
+    """
+
+    train: str = "builtin"
+    val: str = "builtin"
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    patch: int = 48
+    batch: int = 16
+    val_images: int | None = None
+    val_crop: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("patch", "batch", "val_images", "val_crop"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 1_000_000:
+                raise ValueError(f"{name}: expected a positive integer (at most 1e6), got {value!r}")
+
+
+def builtin_folder() -> Path:
+    import skimage.data
+    return Path(skimage.data.__file__).parent
+
+
+def resolve_folder(name: str | Path) -> Path:
+    """An existing folder: the path itself, or ``$NASDEN_DATA/<name>``."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    root = os.environ.get(DATA_ENV)
+    if root and (Path(root) / str(name)).is_dir():
+        return Path(root) / str(name)
+    hint = f" (nor under ${DATA_ENV}={root})" if root else f" (set ${DATA_ENV} to look up bare names)"
+    raise DataError(f"data folder {str(name)!r} does not exist{hint}")
+
+
+@dataclass
+class ImageSet:
+    """Clean images, and the matching noisy ones for real-noise pairs."""
+
+    names: list[str]
+    clean: list[Tensor]
+    noisy: list[Tensor] | None = None
+
+
+def load_set(source: str, channels: int, split: str = "train") -> ImageSet:
+    """Load ``builtin`` (its ``split``), an image folder or a noisy/clean pair folder."""
+    if source == "builtin":
+        folder = builtin_folder()
+        wanted = BUILTIN_TRAIN if split == "train" else BUILTIN_VAL
+        files = {p.stem: p for p in folder.iterdir() if p.stem in wanted}
+        return ImageSet(list(wanted), [load_image(files[name], channels) for name in wanted])
+    folder = resolve_folder(source)
+    if (folder / "noisy").is_dir() and (folder / "clean").is_dir():
+        return _load_pairs(folder, channels)
+    paths = list_images(folder)
+    if not paths:
+        raise DataError(f"{folder}: no image files (png, jpg, tif, bmp)")
+    return ImageSet([p.name for p in paths], [load_image(p, channels) for p in paths])
+
+
+def _load_pairs(folder: Path, channels: int) -> ImageSet:
+    clean = {p.name: p for p in list_images(folder / "clean")}
+    noisy = {p.name: p for p in list_images(folder / "noisy")}
+    names = sorted(clean.keys() & noisy.keys())
+    for name in sorted(clean.keys() ^ noisy.keys()):
+        warnings.warn(f"{folder}: {name} has no partner in {'noisy' if name in clean else 'clean'}/; skipped",
+                      ImageWarning, stacklevel=2)
+    if not names:
+        raise DataError(f"{folder}: no file name appears in both noisy/ and clean/")
+    pairs = ImageSet(names, [], [])
+    for name in names:
+        c, n = load_image(clean[name], channels), load_image(noisy[name], channels)
+        if c.shape != n.shape:
+            raise ImageError(f"{noisy[name]}: size {tuple(n.shape[1:])} differs from its clean image "
+                             f"{tuple(c.shape[1:])}")
+        pairs.clean.append(c)
+        assert pairs.noisy is not None
+        pairs.noisy.append(n)
+    return pairs
+
+
+def _augment(x: Tensor, mode: int) -> Tensor:
+    """One of the 8 flips/rotations of the dihedral group."""
+    x = torch.rot90(x, mode % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if mode >= 4 else x
+
+
+def _generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2 ** 63))
+
+
+class PatchSampler:
+    """Random augmented patches with synthetic (or real) noise; ``batch(step)`` is deterministic."""
+
+    def __init__(self, images: ImageSet, noise: NoiseConfig, patch: int, batch: int, seed: int):
+        keep = [i for i, img in enumerate(images.clean) if min(img.shape[1:]) >= patch]
+        for i in sorted(set(range(len(images.clean))) - set(keep)):
+            warnings.warn(f"{images.names[i]}: {tuple(images.clean[i].shape[1:])} is smaller than the {patch}-pixel "
+                          f"patch; not used for training", ImageWarning, stacklevel=2)
+        if not keep:
+            raise DataError(f"no training image is at least {patch}×{patch} pixels")
+        self.clean = [images.clean[i] for i in keep]
+        self.noisy = [images.noisy[i] for i in keep] if images.noisy is not None else None
+        self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed
+
+    def batch(self, step: int, batch: int | None = None) -> tuple[Tensor, Tensor]:
+        """(noisy, clean) patches ``[B, C, patch, patch]`` for training step ``step``."""
+        g = _generator(self.seed, step)
+        size = batch or self.batch_size
+        index = torch.randint(len(self.clean), (size,), generator=g).tolist()
+        modes = torch.randint(8, (size,), generator=g).tolist()
+        clean, noisy = [], []
+        for i, mode in zip(index, modes):
+            h, w = self.clean[i].shape[1:]
+            top = int(torch.randint(h - self.patch + 1, (1,), generator=g))
+            left = int(torch.randint(w - self.patch + 1, (1,), generator=g))
+            window = (..., slice(top, top + self.patch), slice(left, left + self.patch))
+            clean.append(_augment(self.clean[i][window], mode))
+            if self.noisy is not None:
+                noisy.append(_augment(self.noisy[i][window], mode))
+        clean_batch = torch.stack(clean)
+        if self.noisy is not None:
+            return torch.stack(noisy), clean_batch
+        return add_noise(clean_batch, self.noise, g), clean_batch
+
+
+def _centre_crop(x: Tensor, size: int | None) -> Tensor:
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x[..., top: top + size, left: left + size]
+
+
+def evaluation_pairs(images: ImageSet, noise: NoiseConfig, seed: int, limit: int | None = None,
+                     crop: int | None = None) -> list[tuple[str, Tensor, Tensor]]:
+    """(name, noisy, clean) per image, with noise fixed by ``seed`` and the image's index."""
+    pairs = []
+    count = len(images.clean) if limit is None else min(limit, len(images.clean))
+    for i in range(count):
+        clean = _centre_crop(images.clean[i], crop)
+        if images.noisy is not None:
+            noisy = _centre_crop(images.noisy[i], crop)
+        else:
+            noisy = add_noise(clean[None], noise, _generator(seed, 10_000_000 + i))[0]
+        pairs.append((images.names[i], noisy, clean))
+    return pairs
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pad ``[N, C, H, W]`` so H and W are multiples of ``multiple``; returns the original size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
