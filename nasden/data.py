@@ -85,7 +85,9 @@ def load_set(source: str, channels: int, split: str = "train") -> ImageSet:
         folder = builtin_folder()
         wanted = BUILTIN_TRAIN if split == "train" else BUILTIN_VAL
         files = {p.stem: p for p in folder.iterdir() if p.stem in wanted}
-        return ImageSet(list(wanted), [load_image(files[name], channels) for name in wanted])
+        with warnings.catch_warnings():  # gray/RGB conversion of the builtin photographs is expected
+            warnings.simplefilter("ignore", ImageWarning)
+            return ImageSet(list(wanted), [load_image(files[name], channels) for name in wanted])
     folder = resolve_folder(source)
     if (folder / "noisy").is_dir() and (folder / "clean").is_dir():
         return _load_pairs(folder, channels)
@@ -140,9 +142,12 @@ class PatchSampler:
         self.noisy = [images.noisy[i] for i in keep] if images.noisy is not None else None
         self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed
 
-    def batch(self, step: int, batch: int | None = None) -> tuple[Tensor, Tensor]:
-        """(noisy, clean) patches ``[B, C, patch, patch]`` for training step ``step``."""
-        g = _generator(self.seed, step)
+    def batch(self, step: int, batch: int | None = None, stream: int = 0) -> tuple[Tensor, Tensor]:
+        """(noisy, clean) patches ``[B, C, patch, patch]`` for training step ``step``.
+
+        Stages pass their own ``stream`` so that two stages do not see the same batches.
+        """
+        g = _generator(self.seed + 7919 * stream, step)
         size = batch or self.batch_size
         index = torch.randint(len(self.clean), (size,), generator=g).tolist()
         modes = torch.randint(8, (size,), generator=g).tolist()
@@ -192,3 +197,32 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
         mode = "reflect" if ph < h and pw < w else "replicate"
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, (h, w)
+
+
+class RunData:
+    """The data a run's stages share: the training sampler and fixed validation pairs (loaded lazily)."""
+
+    def __init__(self, config: DataConfig, channels: int, seed: int):
+        self.config, self.channels, self.seed = config, channels, seed
+        self._sampler: PatchSampler | None = None
+        self._val: list[tuple[str, Tensor, Tensor]] | None = None
+
+    @property
+    def sampler(self) -> PatchSampler:
+        if self._sampler is None:
+            images = load_set(self.config.train, self.channels, "train")
+            self._sampler = PatchSampler(images, self.config.noise, self.config.patch, self.config.batch, self.seed)
+        return self._sampler
+
+    @property
+    def val(self) -> list[tuple[str, Tensor, Tensor]]:
+        if self._val is None:
+            self._val = self.test_set(self.config.val)
+        return self._val
+
+    def test_set(self, source: str, sigma: float | None = None) -> list[tuple[str, Tensor, Tensor]]:
+        """Fixed noisy/clean pairs of ``source`` (``builtin`` means its validation split)."""
+        noise = self.config.noise if sigma is None else NoiseConfig(kind=self.config.noise.kind, sigma=sigma,
+                                                                    peak=self.config.noise.peak)
+        images = load_set(source, self.channels, "val")
+        return evaluation_pairs(images, noise, self.seed, self.config.val_images, self.config.val_crop)

@@ -122,6 +122,8 @@ class SearchSpace:
         self.nodes: dict[str, Node] = _validate(graph, name)
         self.input_node = next(n for n in self.nodes.values() if n.kind == "input")
         self.output_node = next(n for n in self.nodes.values() if n.kind == "output")
+        # image sides must be multiples of this (pad before running a U-Net)
+        self.resolution_multiple = 2 ** max(node.scale for node in self.nodes.values())
         self.in_channels = self.input_node.channels
         self.out_channels = self.output_node.channels
         if self.residual and self.in_channels != self.out_channels:

@@ -1,0 +1,195 @@
+"""The ``nasden`` command: search | resume | validate | ls | eval | denoise | export."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from nasden.data import DataError, evaluation_pairs, load_set
+from nasden.images import EXTENSIONS, ImageError, list_images, load_image, save_image
+from nasden.noise import NoiseConfig
+from nasden.recipe import RecipeError, load_recipe
+from nasden.registry import SPACES, STRATEGIES, UnknownNameError
+from nasden.space import SpaceError
+from nasden.strategy import StageFailed
+
+USER_ERRORS = (RecipeError, DataError, ImageError, SpaceError, UnknownNameError, FileExistsError, FileNotFoundError,
+               NotADirectoryError)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from nasden.run import create_run, execute
+    recipe = load_recipe(args.recipe, args.override)
+    run_dir = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    create_run(recipe, run_dir)
+    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")
+    execute(run_dir, args.quiet)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from nasden.run import execute
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "recipe.yaml").exists():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    execute(run_dir, args.quiet)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    recipe = load_recipe(args.recipe, args.override)
+    space = recipe.build_space()
+    stages = " → ".join(s.strategy for s in recipe.stages)
+    print(f"{args.recipe}: ok: space {space.name!r} ({len(space.nodes)} nodes, {len(space.choices())} choices); "
+          f"stages {stages}")
+    return 0
+
+
+def _first_line(obj: object) -> str:
+    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+
+def _ls(args: argparse.Namespace) -> int:
+    print("search spaces:")
+    for name in SPACES.names():
+        print(f"  {name:<22} {_first_line(SPACES.get(name))}")
+    print("strategies:")
+    for name in STRATEGIES.names():
+        print(f"  {name:<22} {_first_line(STRATEGIES.get(name))}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from nasden.cost import cost
+    from nasden.evaluation import as_dict, markdown_table, score
+    from nasden.run import load_final
+    space, arch, model = load_final(Path(args.run_dir))
+    images = load_set(args.data, space.in_channels, "val")
+    pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
+    row = {**as_dict(score(model, pairs, str(args.data), space.resolution_multiple)), "sigma": args.sigma,
+           "flops_per_pixel": cost(space, arch).flops_per_pixel}
+    print(markdown_table([row]), end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(row, indent=2) + "\n")
+    return 0
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    from nasden.inference import denoise
+    from nasden.run import load_final
+    space, _, model = load_final(Path(args.run_dir))
+    source, target = Path(args.input), Path(args.output)
+    if source.is_dir():
+        jobs = [(p, target / (p.stem + ".png")) for p in list_images(source)]
+        if not jobs:
+            raise ImageError(f"{source}: no image files")
+    else:
+        if target.is_dir() or target.suffix.lower() not in EXTENSIONS:
+            target = target / (source.stem + ".png")
+        jobs = [(source, target)]
+    for src, dst in jobs:
+        if dst.resolve() == src.resolve():
+            raise ImageError(f"{dst}: would overwrite its input; choose another output")
+        try:
+            noisy = load_image(src, space.in_channels)
+        except ImageError as err:
+            if len(jobs) == 1:
+                raise
+            print(f"skipped: {err}", file=sys.stderr)
+            continue
+        save_image(denoise(model, noisy, space.resolution_multiple), dst)
+        print(f"{src} → {dst}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nasden.extract import export_onnx, export_torchscript
+    from nasden.run import load_final
+    space, arch, model = load_final(Path(args.run_dir))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(1, space.in_channels, 64, 64)
+    if args.format == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
+        path = export_onnx(model, example, out / "denoiser.onnx")
+    else:
+        path = export_torchscript(model, example, out / "denoiser.pt")
+    manifest = {"format": args.format, "file": path.name, "in_channels": space.in_channels,
+                "size_multiple": space.resolution_multiple, "arch": arch}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {path} and {out / 'manifest.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasden", description="Neural-architecture search for image denoising.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    overrides = {"action": "append", "default": [], "dest": "override", "metavar": "KEY=VALUE",
+                 "help": "override a recipe value, e.g. -o stages.0.steps=100 (repeatable)"}
+    p = command("search", _search, "run a recipe's stages in a new run folder")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--out", help="run folder (default: runs/<recipe name>-<time>)")
+    p.add_argument("-o", "--override", **overrides)
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    p = command("resume", _resume, "continue a stopped or killed run where it left off")
+    p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true")
+    p = command("validate", _validate, "check a recipe without running it")
+    p.add_argument("recipe")
+    p.add_argument("-o", "--override", **overrides)
+    command("ls", _ls, "list the registered search spaces and strategies")
+    p = command("eval", _eval, "score a run's final network on an image folder with synthetic noise")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="image folder, a noisy/clean pair folder, or 'builtin'")
+    p.add_argument("--sigma", type=float, default=25.0, help="AWGN sigma on the 0-255 scale (default 25)")
+    p.add_argument("--crop", type=int, help="centre-crop images to at most this size")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    p = command("denoise", _denoise, "denoise image files with a run's final network")
+    p.add_argument("run_dir")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("output", help="output PNG file, or folder")
+    p = command("export", _export, "export a run's final network as TorchScript or ONNX")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"nasden: error: {err}", file=sys.stderr)
+        return 2
+    except StageFailed as err:
+        print(f"nasden: stage failed: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nnasden: interrupted; continue with `nasden resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Runs: stages in order over a shared context, with atomic checkpoints and resume.
+
+A run folder holds ``recipe.yaml`` (resolved), ``context.pt`` (what completed stages left: supernet
+weights, candidates, chosen architecture, final network), ``stages/NN-<strategy>/`` with each
+stage's ``checkpoint.pt`` and ``result.json``, ``final.pt`` (the network to deploy) and
+``tensorboard/``. Everything is written to a temporary file and renamed, so a kill at any moment
+leaves the last complete version. Checkpoints load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+from torch import nn
+
+from nasden.data import RunData
+from nasden.extract import StaticNet, extract
+from nasden.recipe import Recipe, load_recipe
+from nasden.registry import STRATEGIES
+from nasden.space import Architecture, SearchSpace
+from nasden.strategy import StageFailed
+from nasden.supernet import Supernet
+from nasden.tb import open_writer, progress
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def load_torch(path: Path) -> Any:
+    """Load a checkpoint without running code from it."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StageFailed(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+class RunContext:
+    """What the stages of a run share: space, supernet, data, device, writer and results so far."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, quiet: bool = False):
+        self.recipe, self.run_dir, self.quiet = recipe, run_dir, quiet
+        self.device = resolve_device(recipe.device)
+        self.space: SearchSpace = recipe.build_space()
+        torch.manual_seed(recipe.seed)
+        self.supernet = Supernet(self.space).to(self.device)
+        self.data = RunData(recipe.data, self.space.in_channels, recipe.seed)
+        self.writer = open_writer(run_dir)
+        self.candidates: list[dict[str, Any]] = []  # [{"arch", "flops_per_pixel", "psnr"}] from search stages
+        self.arch: Architecture | None = None  # the architecture an earlier stage chose
+        self.final: nn.Module | None = None  # the network to deploy
+        self.final_arch: Architecture | None = None
+        self.summaries: list[dict[str, Any]] = []
+
+    @property
+    def resolution_multiple(self) -> int:
+        return self.space.resolution_multiple
+
+    def set_final(self, arch: Architecture, model: nn.Module) -> None:
+        """Make ``model`` (a static network of ``arch``) the run's result and write ``final.pt``."""
+        self.final_arch, self.final = dict(arch), model
+        save_torch({"kind": "static", "arch": dict(arch), "state_dict": model.state_dict()},
+                   self.run_dir / "final.pt")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "completed": len(self.summaries), "summaries": self.summaries, "supernet": self.supernet.state_dict(),
+            "candidates": self.candidates, "arch": self.arch, "final_arch": self.final_arch,
+            "final": None if self.final is None else self.final.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.summaries = list(state["summaries"])
+        self.supernet.load_state_dict(state["supernet"])
+        self.candidates, self.arch, self.final_arch = state["candidates"], state["arch"], state["final_arch"]
+        if state["final"] is not None:
+            self.final = static_network(self.space, self.final_arch, state["final"], self.device)
+
+
+def static_network(space: SearchSpace, arch: Architecture, state_dict: dict[str, Any],
+                   device: torch.device | str = "cpu") -> StaticNet:
+    """Rebuild the static network of ``arch`` and load its trained weights."""
+    model = extract(Supernet(space), arch)
+    model.load_state_dict(state_dict)
+    return model.to(device).eval()
+
+
+class StageContext:
+    """One stage's view of the run, with its own folder, checkpoint and TensorBoard prefix."""
+
+    def __init__(self, run: RunContext, index: int, strategy: str):
+        self.run, self.index, self.strategy = run, index, strategy
+        self.dir = run.run_dir / "stages" / f"{index:02d}-{strategy}"
+        self.checkpoint_path = self.dir / "checkpoint.pt"
+        self.seed = run.recipe.seed + 1000 * (index + 1)
+        self.tag = f"{index:02d}-{strategy}"
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_path.exists()
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        return load_torch(self.checkpoint_path) if self.has_checkpoint() else None
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_torch(state, self.checkpoint_path)
+
+    def say(self, message: str) -> None:
+        if not self.run.quiet:
+            print(message, flush=True)
+
+    def progress(self, total: int, initial: int = 0) -> Any:
+        return progress(total, initial, desc=self.tag, quiet=self.run.quiet)
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        self.run.writer.add_scalar(f"{self.tag}/{name}", value, step)
+
+    def check_loss(self, loss: torch.Tensor, step: int, last_checkpoint: int) -> None:
+        """Stop the stage with a clear message if ``loss`` is NaN or infinite."""
+        if not torch.isfinite(loss):
+            raise StageFailed(f"stage {self.index} ({self.strategy}): loss became {loss.item()} at step {step}; "
+                              f"the last good checkpoint (step {last_checkpoint}) is kept in {self.dir}. Lower the "
+                              f"learning rate (-o stages.{self.index}.lr=...) and run `nasden resume`")
+
+
+def create_run(recipe: Recipe, run_dir: Path) -> Path:
+    """Make a run folder holding the resolved recipe."""
+    if (run_dir / "recipe.yaml").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with `nasden resume {run_dir}`")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "recipe.yaml", lambda tmp: Path(tmp).write_text(
+        f"# resolved recipe of run {run_dir.name}; continue with: nasden resume {run_dir}\n"
+        + yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
+    return run_dir
+
+
+def execute(run_dir: Path, quiet: bool = False) -> list[dict[str, Any]]:
+    """Run (or resume) every stage of the run in ``run_dir``; returns the stage summaries."""
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    ctx = RunContext(recipe, run_dir, quiet)
+    if (run_dir / "context.pt").exists():
+        ctx.load_state_dict(load_torch(run_dir / "context.pt"))
+    try:
+        for index, stage in enumerate(recipe.stages):
+            stage_ctx = StageContext(ctx, index, stage.strategy)
+            if index < len(ctx.summaries):
+                if not (stage_ctx.dir / "result.json").exists():
+                    save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
+                continue
+            torch.manual_seed(stage_ctx.seed)
+            summary = STRATEGIES.get(stage.strategy)(stage.options).run(stage_ctx)
+            ctx.summaries.append(summary)
+            save_torch(ctx.state_dict(), run_dir / "context.pt")
+            save_json(summary, stage_ctx.dir / "result.json")
+    finally:
+        ctx.writer.close()
+    if not quiet:
+        print(f"done: {run_dir}", file=sys.stderr)
+    return ctx.summaries
+
+
+def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[SearchSpace, Architecture, StaticNet]:
+    """The space, architecture and trained static network a finished run produced."""
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    path = run_dir / "final.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: no final network yet (final.pt); a train stage writes it")
+    state = load_torch(path)
+    space = recipe.build_space()
+    return space, state["arch"], static_network(space, state["arch"], state["state_dict"], device)

@@ -1,0 +1,37 @@
+"""The strategy base class: one stage of a recipe.
+
+A strategy has a ``Config`` dataclass (its recipe options) and implements ``_run(ctx)``; the base
+``run`` does the lifecycle (announce, run, record the result). Register with
+``@register_strategy("name")``; third-party packages use the entry-point group ``nasden.strategies``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from nasden.run import StageContext
+
+
+class StageFailed(RuntimeError):
+    """A stage that cannot go on (e.g. its loss became NaN); its last good checkpoint is kept."""
+
+
+class Strategy(ABC):
+    """One stage. Subclasses set ``Config`` and implement ``_run``, returning a JSON-ready summary."""
+
+    Config: ClassVar[type]
+    #: tiny options under which the conformance suite runs the strategy in seconds on a CPU
+    smoke_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        """Run the stage, resuming from its checkpoint if there is one; returns its summary."""
+        ctx.say(f"stage {ctx.index}: {ctx.strategy}" + (" (resuming)" if ctx.has_checkpoint() else ""))
+        return self._run(ctx)
+
+    @abstractmethod
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        """Do the stage's work; read and update ``ctx.run`` (space, supernet, candidates, final network)."""

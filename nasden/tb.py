@@ -1,0 +1,34 @@
+"""TensorBoard and progress-bar helpers shared by the stages."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+
+def open_writer(run_dir: Path) -> SummaryWriter:
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def log_samples(writer: SummaryWriter, tag: str, noisy: Tensor, denoised: Tensor, clean: Tensor, step: int) -> None:
+    """One image per sample: noisy | denoised | clean side by side."""
+    row = torch.cat([noisy, denoised.clamp(0, 1), clean], dim=-1).clamp(0, 1)
+    writer.add_image(tag, row, step)
+
+
+def log_choice_probabilities(writer: SummaryWriter, probabilities: dict[str, dict[str, float]], step: int) -> None:
+    """One scalar per label and candidate: ``arch/<label>/<candidate>``."""
+    for label, values in probabilities.items():
+        for candidate, p in values.items():
+            writer.add_scalar(f"arch/{label}/{candidate}", p, step)
+
+
+def progress(total: int, initial: int = 0, desc: str = "", quiet: bool = False, **kwargs: Any) -> tqdm:
+    """A tqdm bar, silent with ``quiet`` or when stderr is not a terminal."""
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, disable=disable, dynamic_ncols=True, leave=False, **kwargs)

@@ -1,0 +1,64 @@
+"""``evaluate``: PSNR, SSIM, FLOPs/pixel and latency of the run's network on named test sets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nasden.cost import cost, measure_latency
+from nasden.evaluation import as_dict, markdown_table, score
+from nasden.extract import extract
+from nasden.registry import register_strategy
+from nasden.run import StageContext, atomic_write
+from nasden.strategy import Strategy
+
+
+@dataclass
+class EvaluateConfig:
+    """``sets``: ``val`` (the recipe's validation images and noise), ``builtin``, or image folders (or
+    names under $NASDEN_DATA). ``sigma``: evaluate at this AWGN level instead of the recipe's noise."""
+
+    sets: list[str] = field(default_factory=lambda: ["val"])
+    sigma: float | None = None
+    latency_size: int = 256
+    latency_runs: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.sets:
+            raise ValueError("sets: expected at least one set")
+        if self.sigma is not None and not 0 <= self.sigma <= 255:
+            raise ValueError(f"sigma: expected a number in [0, 255], got {self.sigma}")
+        if not 8 <= self.latency_size <= 4096 or not 1 <= self.latency_runs <= 1000:
+            raise ValueError("latency_size: expected 8..4096 and latency_runs 1..1000")
+
+
+@register_strategy("evaluate")
+class Evaluate(Strategy):
+    """Score the run's final network (or the chosen architecture) on test sets; JSON + Markdown table."""
+
+    Config = EvaluateConfig
+    smoke_options = {"latency_size": 16, "latency_runs": 2}
+
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        cfg, run = self.config, ctx.run
+        arch = run.final_arch or run.arch or run.space.largest()
+        model = run.final if run.final is not None else extract(run.supernet, arch).eval()
+        rows = []
+        for name in cfg.sets:
+            if name == "val" and cfg.sigma is None:
+                pairs = run.data.val
+            else:
+                pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma)
+            sigma = cfg.sigma if cfg.sigma is not None else run.recipe.data.noise.sigma
+            rows.append({**as_dict(score(model, pairs, name, run.resolution_multiple)), "sigma": sigma})
+            ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f} "
+                    f"({rows[-1]['images']} images)")
+        c = cost(run.space, arch)
+        example = torch.rand(1, run.space.in_channels, cfg.latency_size, cfg.latency_size, device=run.device)
+        latency = measure_latency(model, example, runs=cfg.latency_runs)
+        table = markdown_table([{**r, "flops_per_pixel": c.flops_per_pixel, "params": c.params} for r in rows])
+        note = f"\nLatency ({run.device.type}, 1×{cfg.latency_size}×{cfg.latency_size}): {1000 * latency:.2f} ms\n"
+        atomic_write(ctx.dir / "results.md", lambda tmp: open(tmp, "w").write(table + note))
+        return {"arch": arch, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
+                "latency_ms": round(1000 * latency, 3), "device": run.device.type, "sets": rows}

@@ -1,0 +1,128 @@
+"""``train``: train one fixed architecture, from scratch or from the supernet's weights."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasden.cost import cost
+from nasden.evaluation import score
+from nasden.extract import extract
+from nasden.inference import denoise
+from nasden.registry import register_strategy
+from nasden.run import RunContext, StageContext
+from nasden.space import Architecture
+from nasden.strategy import Strategy
+from nasden.supernet import Supernet
+from nasden.tb import log_samples
+
+
+@dataclass
+class TrainConfig:
+    """``arch``: auto (the architecture an earlier stage chose, else the largest), largest, smallest,
+    or an explicit ``{label: value}``. ``init``: scratch (fresh weights) or supernet (its weights).
+    The learning rate follows a cosine from ``lr`` to ``lr_min``."""
+
+    steps: int = 1000
+    lr: float = 1e-3
+    lr_min: float = 1e-6
+    loss: Literal["mse", "l1"] = "mse"
+    arch: Literal["auto", "largest", "smallest"] | dict[str, Any] = "auto"
+    init: Literal["scratch", "supernet"] = "scratch"
+    batch: int | None = None
+    checkpoint_every: int = 200
+    val_every: int = 250
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every", "val_every"):
+            if not 1 <= getattr(self, name) <= 100_000_000:
+                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
+        if not 0 < self.lr <= 10 or not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+        if self.batch is not None and not 1 <= self.batch <= 100_000:
+            raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
+
+
+def cosine_lr(step: int, steps: int, high: float, low: float) -> float:
+    """Cosine annealing from ``high`` at step 0 to ``low`` at ``steps``."""
+    return low + 0.5 * (high - low) * (1 + math.cos(math.pi * step / steps))
+
+
+def choose_arch(ctx: RunContext, setting: str | dict[str, Any]) -> Architecture:
+    if isinstance(setting, dict):
+        arch = dict(setting)
+    elif setting == "auto":
+        arch = dict(ctx.arch) if ctx.arch is not None else ctx.space.largest()
+    else:
+        arch = ctx.space.largest() if setting == "largest" else ctx.space.smallest()
+    ctx.space.check(arch)
+    return arch
+
+
+def validate(model: nn.Module, ctx: StageContext, step: int, samples: int = 1) -> float:
+    """Mean PSNR on the run's validation images; logs it and a few denoised samples."""
+    run = ctx.run
+    result = score(model, run.data.val, "val", run.resolution_multiple)
+    ctx.scalar("val_psnr", result.psnr, step)
+    for name, noisy, clean in run.data.val[:samples]:
+        log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, run.resolution_multiple),
+                    clean, step)
+    model.train()
+    return result.psnr
+
+
+@register_strategy("train")
+class Train(Strategy):
+    """Train a fixed architecture (Adam, cosine schedule, MSE or L1); it becomes the run's final network."""
+
+    Config = TrainConfig
+    smoke_options = {"steps": 6, "checkpoint_every": 2, "val_every": 3}
+
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        cfg, run = self.config, ctx.run
+        arch = choose_arch(run, cfg.arch)
+        source = run.supernet if cfg.init == "supernet" else Supernet(run.space).to(run.device)
+        model = extract(source, arch).to(run.device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        start = 0
+        checkpoint = ctx.load_checkpoint()
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            start = checkpoint["step"]
+        loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
+        last_saved, val_psnr = start, math.nan
+        with ctx.progress(cfg.steps, start) as bar:
+            for step in range(start, cfg.steps):
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min)
+                noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
+                loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
+                ctx.check_loss(loss, step, last_saved)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                done = step + 1
+                bar.update()
+                if done % 10 == 0 or done == cfg.steps:
+                    ctx.scalar("loss", loss.item(), done)
+                    bar.set_postfix(loss=f"{loss.item():.2e}")
+                if done % cfg.val_every == 0 or done == cfg.steps:
+                    val_psnr = validate(model, ctx, done)
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    ctx.save_checkpoint({"step": done, "model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict()})
+                    last_saved = done
+        if math.isnan(val_psnr):  # resumed after the last step
+            val_psnr = validate(model, ctx, cfg.steps)
+        model.eval()
+        run.arch = arch
+        run.set_final(arch, model)
+        c = cost(run.space, arch)
+        ctx.say(f"  trained {cfg.steps} steps: validation PSNR {val_psnr:.2f} dB, {c.flops_per_pixel:.4g} FLOPs/pixel")
+        return {"arch": arch, "steps": cfg.steps, "val_psnr": round(val_psnr, 4),
+                "flops_per_pixel": c.flops_per_pixel, "params": c.params}
