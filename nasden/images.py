@@ -1,14 +1,14 @@
 """Reading and writing image files: odd files are converted with a warning or rejected in one line."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from nasden.atomic import atomic_write
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
@@ -83,14 +83,6 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     path = Path(path)
     array = (image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
     array = array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix if path.suffix.lower() in EXTENSIONS else ".png"
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        Image.fromarray(array).save(tmp, format=Image.registered_extensions().get(suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
     return path

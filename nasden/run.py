@@ -9,16 +9,15 @@ leaves the last complete version. Checkpoints load with ``weights_only=True``.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import yaml
 from torch import nn
 
+from nasden.atomic import atomic_write
 from nasden.data import RunData
 from nasden.extract import StaticNet, extract
 from nasden.recipe import Recipe, load_recipe
@@ -27,19 +26,6 @@ from nasden.space import Architecture, SearchSpace
 from nasden.strategy import StageFailed
 from nasden.supernet import Supernet
 from nasden.tb import open_writer, progress
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_torch(obj: Any, path: Path) -> None:

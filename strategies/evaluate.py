@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,7 +11,8 @@ from nasden.cost import cost, measure_latency
 from nasden.evaluation import as_dict, markdown_table, score
 from nasden.extract import extract
 from nasden.registry import register_strategy
-from nasden.run import StageContext, atomic_write
+from nasden.atomic import atomic_write
+from nasden.run import StageContext
 from nasden.strategy import Strategy
 
 
@@ -59,6 +61,6 @@ class Evaluate(Strategy):
         latency = measure_latency(model, example, runs=cfg.latency_runs)
         table = markdown_table([{**r, "flops_per_pixel": c.flops_per_pixel, "params": c.params} for r in rows])
         note = f"\nLatency ({run.device.type}, 1×{cfg.latency_size}×{cfg.latency_size}): {1000 * latency:.2f} ms\n"
-        atomic_write(ctx.dir / "results.md", lambda tmp: open(tmp, "w").write(table + note))
+        atomic_write(ctx.dir / "results.md", lambda tmp: Path(tmp).write_text(table + note))
         return {"arch": arch, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
                 "latency_ms": round(1000 * latency, 3), "device": run.device.type, "sets": rows}

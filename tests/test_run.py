@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from nasden.cli import main
+from nasden.recipe import parse_recipe
+from nasden.run import create_run, execute, load_final, load_torch
+from nasden.strategy import StageFailed
+
+TINY = {
+    "name": "tiny", "seed": 5, "device": "cpu",
+    "data": {"patch": 16, "batch": 4, "val_images": 2, "val_crop": 48, "noise": {"sigma": 25}},
+    "space": {"name": "dncnn", "depth": 3, "channels": 8},
+    "stages": [{"strategy": "train", "steps": 30, "checkpoint_every": 10, "val_every": 15},
+               {"strategy": "evaluate", "latency_size": 32, "latency_runs": 2}],
+}
+
+
+def recipe_file(tmp_path, data=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_search_denoise_export_eval(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["search", str(recipe_file(tmp_path)), "--out", str(run), "--quiet"]) == 0
+    for name in ("recipe.yaml", "context.pt", "final.pt", "stages/00-train/result.json",
+                 "stages/01-evaluate/result.json", "stages/01-evaluate/results.md"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").iterdir())
+    result = json.loads((run / "stages/01-evaluate/result.json").read_text())
+    assert result["sets"][0]["psnr"] > result["sets"][0]["input_psnr"]  # it learned to denoise
+
+    noisy = np.clip(np.random.default_rng(0).normal(128, 25, (40, 50)), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "clean.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "clean.png"))
+    assert out.shape == (40, 50) and out.std() < noisy.std()
+    (tmp_path / "folder").mkdir()
+    Image.fromarray(noisy).save(tmp_path / "folder" / "a.PNG")
+    assert main(["denoise", str(run), str(tmp_path / "folder"), str(tmp_path / "outs")]) == 0
+    assert (tmp_path / "outs" / "a.png").exists()
+
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "export")]) == 0
+    scripted = torch.jit.load(str(tmp_path / "export" / "denoiser.pt"))
+    _, _, model = load_final(run)
+    x = torch.rand(1, 1, 24, 20)
+    torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
+    assert json.loads((tmp_path / "export" / "manifest.json").read_text())["in_channels"] == 1
+
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", "builtin", "--sigma", "15", "--crop", "48"]) == 0
+    assert "| builtin |" in capsys.readouterr().out
+    assert main(["eval", str(run), "--data", str(tmp_path / "nope")]) == 2
+    assert main(["search", str(recipe_file(tmp_path)), "--out", str(run)]) == 2  # refuses to overwrite a run
+
+
+def _final_weights(run_dir):
+    return load_torch(run_dir / "final.pt")["state_dict"]
+
+
+def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path) -> None:
+    data = {**TINY, "stages": [{**TINY["stages"][0], "steps": 3000, "checkpoint_every": 25, "val_every": 3000}]}
+    path = recipe_file(tmp_path, data)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "nasden.cli", "search", str(path), "--out", str(killed),
+                                "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = killed / "stages" / "00-train" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "final.pt").exists(), "the run finished before it could be killed"
+    step = load_torch(checkpoint)["step"]
+    assert 0 < step < 3000
+    assert main(["resume", str(killed), "--quiet"]) == 0
+
+    straight = tmp_path / "straight"
+    assert main(["search", str(path), "--out", str(straight), "--quiet"]) == 0
+    a, b = _final_weights(killed), _final_weights(straight)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+    assert (json.loads((killed / "stages/00-train/result.json").read_text())
+            == json.loads((straight / "stages/00-train/result.json").read_text()))
+
+
+def test_nan_loss_stops_the_stage_and_keeps_the_last_checkpoint(tmp_path, monkeypatch) -> None:
+    from nasden.data import PatchSampler
+    original = PatchSampler.batch
+
+    def poisoned(self, step, batch=None, stream=0):
+        noisy, clean = original(self, step, batch, stream)
+        return (noisy * float("nan"), clean) if step >= 13 else (noisy, clean)
+
+    monkeypatch.setattr(PatchSampler, "batch", poisoned)
+    run = create_run(parse_recipe(TINY), tmp_path / "run")
+    with pytest.raises(StageFailed, match=r"loss became nan at step 13; the last good checkpoint \(step 10\)"):
+        execute(run, quiet=True)
+    assert load_torch(run / "stages/00-train/checkpoint.pt")["step"] == 10
+    monkeypatch.setattr(PatchSampler, "batch", original)
+    assert len(execute(run, quiet=True)) == 2  # resumes from step 10 once the data is fixed
+
+
+def test_rgb_unet_run(tmp_path) -> None:
+    data = {**TINY, "space": {"name": "unet", "levels": 2, "channels": 8, "image_channels": 3},
+            "data": {**TINY["data"], "val_crop": 45},  # not a multiple of 4: evaluation pads and crops back
+            "stages": [{"strategy": "train", "steps": 4}]}
+    run = create_run(parse_recipe(data), tmp_path / "run")
+    summaries = execute(run, quiet=True)
+    assert summaries[0]["val_psnr"] > 0
