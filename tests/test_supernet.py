@@ -161,10 +161,14 @@ def test_torchscript_export_round_trip(tmp_path) -> None:
 
 def test_onnx_export(tmp_path) -> None:
     pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (in the 'onnx' extra) is not installed")
     from nasden.extract import export_onnx
-    space = SPACES.get("dncnn")(depth=3, channels=8)
-    static = extract(Supernet(space), space.largest())
-    assert export_onnx(static, torch.rand(1, 1, 16, 16), tmp_path / "net.onnx").stat().st_size > 0
+    space = SPACES.get("unet")(levels=2, channels=8, group=8)
+    static = extract(Supernet(space), space.sample(0)).eval()
+    path = export_onnx(static, torch.rand(1, 1, 16, 16), tmp_path / "net.onnx")
+    x = torch.rand(2, 1, 24, 40)  # other batch and size: the axes are dynamic
+    (y,) = ort.InferenceSession(str(path)).run(None, {"noisy": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(y), static(x), atol=1e-5, rtol=0)
 
 
 def test_latency_helper() -> None:
