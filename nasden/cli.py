@@ -66,14 +66,12 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from nasden.cost import cost
-    from nasden.evaluation import as_dict, markdown_table, score
+    from nasden.evaluation import evaluate_network, markdown_table
     from nasden.run import load_final
-    space, arch, model = load_final(Path(args.run_dir))
+    space, spec, model = load_final(Path(args.run_dir))
     images = load_set(args.data, space.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
-    row = {**as_dict(score(model, pairs, str(args.data), space.resolution_multiple)), "sigma": args.sigma,
-           "flops_per_pixel": cost(space, arch).flops_per_pixel}
+    row = {**evaluate_network(model, space, spec, pairs, str(args.data)), "sigma": args.sigma}
     print(markdown_table([row]), end="")
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=2) + "\n")
@@ -109,24 +107,30 @@ def _denoise(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from nasden.dynamic import DynamicDenoiser
     from nasden.extract import export_onnx, export_torchscript
     from nasden.run import load_final
-    space, arch, model = load_final(Path(args.run_dir))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(1, space.in_channels, 64, 64)
+    space, spec, model = load_final(Path(args.run_dir))
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError:
             raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
-        path = export_onnx(model, example, out / "denoiser.onnx")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    export = export_onnx if args.format == "onnx" else export_torchscript
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    example = torch.rand(2, space.in_channels, 64, 64)
+    manifest: dict = {"format": args.format, "in_channels": space.in_channels,
+                      "size_multiple": space.resolution_multiple, "network": spec}
+    if isinstance(model, DynamicDenoiser):  # the gate's logits pick a candidate: argmax per image
+        manifest["gate"] = export(model.gate, example, out / f"gate{suffix}").name
+        manifest["candidates"] = [export(c, example, out / f"candidate{i}{suffix}").name
+                                  for i, c in enumerate(model.candidates)]
     else:
-        path = export_torchscript(model, example, out / "denoiser.pt")
-    manifest = {"format": args.format, "file": path.name, "in_channels": space.in_channels,
-                "size_multiple": space.resolution_multiple, "arch": arch}
+        manifest["file"] = export(model, example, out / f"denoiser{suffix}").name
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"wrote {path} and {out / 'manifest.json'}")
+    print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
 

@@ -220,6 +220,19 @@ class RunData:
             self._val = self.test_set(self.config.val)
         return self._val
 
+    def val_batch(self, size: int, count: int | None = None) -> tuple[Tensor, Tensor]:
+        """The first ``count`` validation pairs, centre-cropped to ``size``², stacked into one batch."""
+        pairs = self.val[:count] if count else self.val
+        small = [name for name, _, clean in pairs if min(clean.shape[1:]) < size]
+        if small:
+            raise DataError(f"validation images {small} are smaller than the {size}-pixel evaluation crop")
+        return (torch.stack([_centre_crop(noisy, size) for _, noisy, _ in pairs]),
+                torch.stack([_centre_crop(clean, size) for _, _, clean in pairs]))
+
+    def calibration_batches(self, count: int) -> list[Tensor]:
+        """Noisy training batches for BatchNorm recalibration (a stream of their own)."""
+        return [self.sampler.batch(i, stream=-1)[0] for i in range(count)]
+
     def test_set(self, source: str, sigma: float | None = None) -> list[tuple[str, Tensor, Tensor]]:
         """Fixed noisy/clean pairs of ``source`` (``builtin`` means its validation split)."""
         noise = self.config.noise if sigma is None else NoiseConfig(kind=self.config.noise.kind, sigma=sigma,

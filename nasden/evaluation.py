@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 
+from nasden.cost import cost
+from nasden.dynamic import DynamicDenoiser
 from nasden.inference import denoise
 from nasden.metrics import psnr, ssim
+from nasden.space import Architecture, SearchSpace
+from nasden.supernet import Supernet, recalibrate_bn
 
 
 @dataclass
@@ -49,3 +54,43 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 def as_dict(score_: SetScore) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(score_).items()}
+
+
+def psnr_per_image(output: Tensor, target: Tensor) -> Tensor:
+    """PSNR in dB of every image of a batch, output clipped to [0, 1]."""
+    mse = (output.clamp(0, 1) - target).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-12))
+
+
+@torch.no_grad()
+def arch_psnr(supernet: Supernet, arch: Architecture, noisy: Tensor, clean: Tensor,
+              calibration: Sequence[Tensor] = ()) -> Tensor:
+    """Per-image PSNR of one architecture run by the supernet (no autograd).
+
+    With ``calibration`` batches, BatchNorm statistics are first recomputed for ``arch``.
+    """
+    if calibration:
+        recalibrate_bn(supernet, arch, calibration)
+    training = supernet.training
+    supernet.eval()
+    try:
+        return psnr_per_image(supernet(noisy, arch), clean)
+    finally:
+        supernet.train(training)
+
+
+def evaluate_network(model: nn.Module, space: SearchSpace, spec: dict[str, Any],
+                     pairs: Sequence[tuple[str, Tensor, Tensor]], name: str) -> dict[str, Any]:
+    """Scores of a final network on one set, with the FLOPs/pixel it costs (for a dynamic network:
+    the mean it actually spent, gate included, and how often it chose each candidate)."""
+    dynamic = isinstance(model, DynamicDenoiser)
+    if dynamic:
+        model.reset_counts()
+    row: dict[str, Any] = as_dict(score(model, pairs, name, space.resolution_multiple))
+    if dynamic:
+        spent = model.spent()
+        row.update(flops_per_pixel=round(spent["flops_per_pixel"], 1), choices=spent["choices"])
+    else:
+        c = cost(space, spec["arch"])
+        row.update(flops_per_pixel=c.flops_per_pixel, params=c.params)
+    return row

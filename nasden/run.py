@@ -19,7 +19,9 @@ from torch import nn
 
 from nasden.atomic import atomic_write
 from nasden.data import RunData
-from nasden.extract import StaticNet, extract
+from nasden.dynamic import DynamicDenoiser
+from nasden.extract import extract
+from nasden.ops.gates import gate_from_spec
 from nasden.recipe import Recipe, load_recipe
 from nasden.registry import STRATEGIES
 from nasden.space import Architecture, SearchSpace
@@ -63,38 +65,52 @@ class RunContext:
         self.candidates: list[dict[str, Any]] = []  # [{"arch", "flops_per_pixel", "psnr"}] from search stages
         self.arch: Architecture | None = None  # the architecture an earlier stage chose
         self.final: nn.Module | None = None  # the network to deploy
-        self.final_arch: Architecture | None = None
+        self.final_spec: dict[str, Any] | None = None  # what rebuilds it (see build_network)
         self.summaries: list[dict[str, Any]] = []
 
     @property
     def resolution_multiple(self) -> int:
         return self.space.resolution_multiple
 
-    def set_final(self, arch: Architecture, model: nn.Module) -> None:
-        """Make ``model`` (a static network of ``arch``) the run's result and write ``final.pt``."""
-        self.final_arch, self.final = dict(arch), model
-        save_torch({"kind": "static", "arch": dict(arch), "state_dict": model.state_dict()},
-                   self.run_dir / "final.pt")
+    @property
+    def final_arch(self) -> Architecture | None:
+        """The architecture of a static final network (None for a dynamic one)."""
+        return self.final_spec.get("arch") if self.final_spec else None
+
+    def set_final(self, model: nn.Module, spec: dict[str, Any]) -> None:
+        """Make ``model`` the run's result and write ``final.pt``; ``spec`` rebuilds it (:func:`build_network`)."""
+        self.final, self.final_spec = model, spec
+        save_torch({"spec": spec, "state_dict": model.state_dict()}, self.run_dir / "final.pt")
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "completed": len(self.summaries), "summaries": self.summaries, "supernet": self.supernet.state_dict(),
-            "candidates": self.candidates, "arch": self.arch, "final_arch": self.final_arch,
+            "candidates": self.candidates, "arch": self.arch, "final_spec": self.final_spec,
             "final": None if self.final is None else self.final.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.summaries = list(state["summaries"])
         self.supernet.load_state_dict(state["supernet"])
-        self.candidates, self.arch, self.final_arch = state["candidates"], state["arch"], state["final_arch"]
+        self.candidates, self.arch, self.final_spec = state["candidates"], state["arch"], state["final_spec"]
         if state["final"] is not None:
-            self.final = static_network(self.space, self.final_arch, state["final"], self.device)
+            self.final = trained_network(self.space, self.final_spec, state["final"], self.device)
 
 
-def static_network(space: SearchSpace, arch: Architecture, state_dict: dict[str, Any],
-                   device: torch.device | str = "cpu") -> StaticNet:
-    """Rebuild the static network of ``arch`` and load its trained weights."""
-    model = extract(Supernet(space), arch)
+def build_network(space: SearchSpace, spec: dict[str, Any]) -> nn.Module:
+    """The untrained network a final spec describes: ``{"kind": "static", "arch"}`` or
+    ``{"kind": "dynamic", "archs", "flops", "gate"}``."""
+    supernet = Supernet(space)
+    if spec["kind"] == "static":
+        return extract(supernet, spec["arch"])
+    gate = gate_from_spec(supernet, spec["gate"])
+    return DynamicDenoiser(gate, [extract(supernet, arch) for arch in spec["archs"]], spec["flops"])
+
+
+def trained_network(space: SearchSpace, spec: dict[str, Any], state_dict: dict[str, Any],
+                    device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a final network and load its trained weights."""
+    model = build_network(space, spec)
     model.load_state_dict(state_dict)
     return model.to(device).eval()
 
@@ -172,12 +188,12 @@ def execute(run_dir: Path, quiet: bool = False) -> list[dict[str, Any]]:
     return ctx.summaries
 
 
-def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[SearchSpace, Architecture, StaticNet]:
-    """The space, architecture and trained static network a finished run produced."""
+def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[SearchSpace, dict[str, Any], nn.Module]:
+    """The space, the final spec and the trained final network (static or dynamic) of a run."""
     recipe = load_recipe(run_dir / "recipe.yaml")
     path = run_dir / "final.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no final network yet (final.pt); a train stage writes it")
+        raise FileNotFoundError(f"{run_dir}: no final network yet (final.pt); a train or gate stage writes it")
     state = load_torch(path)
     space = recipe.build_space()
-    return space, state["arch"], static_network(space, state["arch"], state["state_dict"], device)
+    return space, state["spec"], trained_network(space, state["spec"], state["state_dict"], device)

@@ -131,6 +131,11 @@ class SearchSpace:
                              f"got {self.in_channels} in and {self.out_channels} out")
         self._choices = _collect_choices(self.nodes.values(), name)
 
+    @property
+    def has_batchnorm(self) -> bool:
+        """Whether some layer can be BatchNorm (its statistics then need recalibration per architecture)."""
+        return any("bn" in node.ops for node in self.nodes.values())
+
     # -- choices and architectures -------------------------------------------------------------
     def choices(self) -> dict[str, Choice]:
         """Every labelled decision of the space, by label."""

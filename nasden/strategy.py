@@ -23,6 +23,8 @@ class Strategy(ABC):
     Config: ClassVar[type]
     #: tiny options under which the conformance suite runs the strategy in seconds on a CPU
     smoke_options: ClassVar[dict[str, Any]] = {}
+    #: a registered space (``name`` + options) fit for the strategy; the toy space by default
+    smoke_space: ClassVar[dict[str, Any]] = {"name": "toy"}
 
     def __init__(self, config: Any):
         self.config = config

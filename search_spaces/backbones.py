@@ -46,8 +46,11 @@ class _Builder:
 
 
 def dncnn_graph(depth: int = 17, channels: int = 64, image_channels: int = 1, bn: bool = True,
-                group: int | None = None, min_ratio: float = 0.25) -> nx.DiGraph:
-    """DnCNN: conv+ReLU, (depth-2) × conv+BN+ReLU, conv; residual learning (predicts the noise)."""
+                group: int | None = None, min_ratio: float = 0.25, attention: bool = False) -> nx.DiGraph:
+    """DnCNN: conv+ReLU, (depth-2) × conv+BN+ReLU, conv; residual learning (predicts the noise).
+
+    ``attention`` puts DDS-Net's attention head after the first conv block.
+    """
     if depth < 2:
         raise ValueError(f"dncnn depth must be at least 2, got {depth}")
     b = _Builder(image_channels, group, min_ratio)
@@ -56,12 +59,17 @@ def dncnn_graph(depth: int = 17, channels: int = 64, image_channels: int = 1, bn
         if bn and i > 1:
             b.layer(f"bn{i}", "bn")
         b.layer(f"relu{i}", "relu")
+        if attention and i == 1:
+            b.layer("attention", "attention")
     return b.finish(image_channels)
 
 
 def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, group: int | None = None,
-               min_ratio: float = 0.25) -> nx.DiGraph:
-    """A small U-Net: two conv+ReLU per level, stride-2 conv down, transposed conv up, skip concat."""
+               min_ratio: float = 0.25, attention: bool = False) -> nx.DiGraph:
+    """A small U-Net: two conv+ReLU per level, stride-2 conv down, transposed conv up, skip concat.
+
+    ``attention`` puts DDS-Net's attention head after the first conv block.
+    """
     if levels < 1:
         raise ValueError(f"unet levels must be at least 1, got {levels}")
     b = _Builder(image_channels, group, min_ratio)
@@ -73,6 +81,8 @@ def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, gro
             b.layer(f"down{level}_relu", "relu")
         b.layer(f"enc{level}a", "conv3x3", width)
         b.layer(f"enc{level}a_relu", "relu")
+        if attention and level == 0:
+            b.layer("attention", "attention")
         b.layer(f"enc{level}b", "conv3x3", width)
         skips.append(b.layer(f"enc{level}b_relu", "relu"))
     for level in reversed(range(levels)):

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from nasden.cost import cost, measure_latency
-from nasden.evaluation import as_dict, markdown_table, score
+from nasden.cost import measure_latency
+from nasden.evaluation import evaluate_network, markdown_table
 from nasden.extract import extract
 from nasden.registry import register_strategy
 from nasden.atomic import atomic_write
@@ -44,8 +44,11 @@ class Evaluate(Strategy):
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        arch = run.final_arch or run.arch or run.space.largest()
-        model = run.final if run.final is not None else extract(run.supernet, arch).eval()
+        if run.final is not None and run.final_spec is not None:
+            model, spec = run.final, run.final_spec
+        else:
+            spec = {"kind": "static", "arch": run.arch or run.space.largest()}
+            model = extract(run.supernet, spec["arch"]).eval()
         rows = []
         for name in cfg.sets:
             if name == "val" and cfg.sigma is None:
@@ -53,14 +56,11 @@ class Evaluate(Strategy):
             else:
                 pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma)
             sigma = cfg.sigma if cfg.sigma is not None else run.recipe.data.noise.sigma
-            rows.append({**as_dict(score(model, pairs, name, run.resolution_multiple)), "sigma": sigma})
-            ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f} "
-                    f"({rows[-1]['images']} images)")
-        c = cost(run.space, arch)
+            rows.append({**evaluate_network(model, run.space, spec, pairs, name), "sigma": sigma})
+            ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f}, "
+                    f"{rows[-1]['flops_per_pixel']:.4g} FLOPs/pixel ({rows[-1]['images']} images)")
         example = torch.rand(1, run.space.in_channels, cfg.latency_size, cfg.latency_size, device=run.device)
         latency = measure_latency(model, example, runs=cfg.latency_runs)
-        table = markdown_table([{**r, "flops_per_pixel": c.flops_per_pixel, "params": c.params} for r in rows])
         note = f"\nLatency ({run.device.type}, 1×{cfg.latency_size}×{cfg.latency_size}): {1000 * latency:.2f} ms\n"
-        atomic_write(ctx.dir / "results.md", lambda tmp: Path(tmp).write_text(table + note))
-        return {"arch": arch, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
-                "latency_ms": round(1000 * latency, 3), "device": run.device.type, "sets": rows}
+        atomic_write(ctx.dir / "results.md", lambda tmp: Path(tmp).write_text(markdown_table(rows) + note))
+        return {"network": spec, "latency_ms": round(1000 * latency, 3), "device": run.device.type, "sets": rows}

@@ -15,6 +15,7 @@ from nasden.extract import extract
 from nasden.inference import denoise
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
+from nasden.schedule import cosine_lr, set_lr
 from nasden.space import Architecture
 from nasden.strategy import Strategy
 from nasden.supernet import Supernet
@@ -45,11 +46,6 @@ class TrainConfig:
             raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
-
-
-def cosine_lr(step: int, steps: int, high: float, low: float) -> float:
-    """Cosine annealing from ``high`` at step 0 to ``low`` at ``steps``."""
-    return low + 0.5 * (high - low) * (1 + math.cos(math.pi * step / steps))
 
 
 def choose_arch(ctx: RunContext, setting: str | dict[str, Any]) -> Architecture:
@@ -98,8 +94,7 @@ class Train(Strategy):
         last_saved, val_psnr = start, math.nan
         with ctx.progress(cfg.steps, start) as bar:
             for step in range(start, cfg.steps):
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min)
+                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
                 noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
                 loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
                 ctx.check_loss(loss, step, last_saved)
@@ -121,7 +116,7 @@ class Train(Strategy):
             val_psnr = validate(model, ctx, cfg.steps)
         model.eval()
         run.arch = arch
-        run.set_final(arch, model)
+        run.set_final(model, {"kind": "static", "arch": arch})
         c = cost(run.space, arch)
         ctx.say(f"  trained {cfg.steps} steps: validation PSNR {val_psnr:.2f} dB, {c.flops_per_pixel:.4g} FLOPs/pixel")
         return {"arch": arch, "steps": cfg.steps, "val_psnr": round(val_psnr, 4),

@@ -55,7 +55,8 @@ def test_search_denoise_export_eval(tmp_path, capsys) -> None:
 
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "export")]) == 0
     scripted = torch.jit.load(str(tmp_path / "export" / "denoiser.pt"))
-    _, _, model = load_final(run)
+    _, spec, model = load_final(run)
+    assert spec["kind"] == "static"
     x = torch.rand(1, 1, 24, 20)
     torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
     assert json.loads((tmp_path / "export" / "manifest.json").read_text())["in_channels"] == 1

@@ -14,6 +14,8 @@ SPACE_OPTIONS = {  # small settings for every registered space
     "dncnn": [{"depth": 5, "channels": 16, "group": 8}, {"depth": 4, "channels": 8, "bn": False}],
     "unet": [{"levels": 2, "channels": 8, "group": 8}],
     "graph": [SPACES.get("toy")().to_dict()],
+    "slimmable": [{"depth": 4, "channels": 16}, {"backbone": "unet", "levels": 1, "channels": 16},
+                  {"depth": 3, "channels": 16, "bn": True, "attention": False}],
 }
 
 

@@ -1,6 +1,7 @@
 """The built-in ops, registered by name (``conv3x3``, ``sepconv5x5``, ``bilinear_conv3x3`` ...)."""
 from __future__ import annotations
 
+from nasden.ops.attention import DynamicTanhAttention
 from nasden.ops.base import OpSpec
 from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU
 from nasden.ops.convolution import (DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv,
@@ -27,3 +28,4 @@ _register(OpSpec("pixelshuffle_conv3x3", ShuffleConv, scale=-1, in_multiple=4, s
 _register(OpSpec("relu", ReLU, preserves_channels=True))
 _register(OpSpec("identity", Identity, preserves_channels=True))
 _register(OpSpec("bn", DynamicBatchNorm, preserves_channels=True))
+_register(OpSpec("attention", DynamicTanhAttention, {"hidden": 16}, preserves_channels=True))

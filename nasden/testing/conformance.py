@@ -30,7 +30,7 @@ def toy_recipe(strategy: str, seed: int = 0) -> dict[str, Any]:
     return {
         "name": f"conformance-{strategy}", "seed": seed, "device": "cpu",
         "data": {"patch": 16, "batch": 2, "val_images": 1, "val_crop": 32, "noise": {"sigma": [0, 50]}},
-        "space": {"name": "toy"},
+        "space": dict(STRATEGIES.get(strategy).smoke_space),
         "stages": [{"strategy": strategy, **options}],
     }
 

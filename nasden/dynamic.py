@@ -1,0 +1,45 @@
+"""A dynamic denoiser: a gate routes each image to one of several candidate networks."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class DynamicDenoiser(nn.Module):
+    """Gate + candidates (static networks sorted by cost). A batch runs its gate once, then each group
+    of images that chose the same candidate in one call; ``counts`` tallies the choices."""
+
+    def __init__(self, gate: nn.Module, candidates: Sequence[nn.Module], flops: Sequence[float]):
+        super().__init__()
+        self.gate = gate
+        self.candidates = nn.ModuleList(candidates)
+        self.flops = [float(f) for f in flops]
+        self.counts = torch.zeros(len(candidates), dtype=torch.long)
+
+    def route(self, x: Tensor) -> Tensor:
+        """The candidate index chosen for every image of the batch."""
+        return self.gate(x).argmax(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        choice = self.route(x)
+        self.counts += torch.bincount(choice.cpu(), minlength=len(self.candidates))
+        first = int(choice[0])
+        if bool((choice == first).all()):
+            return self.candidates[first](x)
+        out = torch.empty_like(x)
+        for index in choice.unique().tolist():
+            rows = (choice == index).nonzero().flatten()
+            out[rows] = self.candidates[index](x[rows])
+        return out
+
+    def reset_counts(self) -> None:
+        self.counts.zero_()
+
+    def spent(self) -> dict[str, Any]:
+        """Mean FLOPs/pixel actually spent (gate included) and the share of each candidate since the reset."""
+        total = int(self.counts.sum())
+        shares = [int(c) / total if total else 0.0 for c in self.counts]
+        flops = sum(s * f for s, f in zip(shares, self.flops)) + float(getattr(self.gate, "flops_per_pixel", 0.0))
+        return {"flops_per_pixel": flops, "choices": [int(c) for c in self.counts], "shares": shares}

@@ -1,0 +1,94 @@
+"""Routing gates: small networks that pick a candidate sub-network for each input image.
+
+Every gate maps a batch ``[N, C, H, W]`` to logits ``[N, E]`` over E candidates and reports its
+own ``flops_per_pixel``; :class:`nasden.dynamic.DynamicDenoiser` runs the chosen candidates.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasden.ops.attention import DynamicTanhAttention
+from nasden.ops.base import Layout
+from nasden.registry import OPS
+from nasden.supernet import Supernet
+
+
+class DDSGate(nn.Module):
+    """DDS-Net's gate (Eq. 8-10): the first conv block at a fixed width, squeeze U, the reduced
+    feature R = ReLU(W1 U), then the prediction head W3 (1×1 conv), BN, ReLU, W4 (1×1 conv to E).
+
+    W1 comes from the supernet's attention head when it has one and stays frozen with the stem
+    (the paper disables the attention head during gate training); otherwise W1 is learned here.
+    """
+
+    def __init__(self, stem: nn.Module, stem_flops: float, reduce: nn.Linear, hidden: int, candidates: int,
+                 learn_reduce: bool):
+        super().__init__()
+        self.stem, self.reduce, self.flops_per_pixel = stem, reduce, stem_flops
+        self.head = nn.Sequential(nn.Conv2d(reduce.out_features, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU(),
+                                  nn.Conv2d(hidden, candidates, 1))
+        for module in (stem,) if learn_reduce else (stem, reduce):
+            module.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.stem(x)
+        reduced = F.relu(self.reduce(features.mean((2, 3))))
+        return self.head(reduced[:, :, None, None]).flatten(1)
+
+
+def first_block(supernet: Supernet) -> tuple[list[str], str | None]:
+    """The nodes of the first conv block (a conv and the ReLU/BN after it), and the attention node after it."""
+    space = supernet.space
+    successors = {name: [n for n in space.nodes.values() if name in n.preds] for name in space.nodes}
+    nodes = [successors[space.input_node.name][0].name]
+    while True:
+        after = successors[nodes[-1]]
+        if len(after) != 1 or after[0].kind != "layer" or not after[0].preserves_channels:
+            return nodes, None
+        if after[0].ops == ("attention",):
+            return nodes, after[0].name
+        nodes.append(after[0].name)
+
+
+@torch.no_grad()
+def dds_gate(supernet: Supernet, width: int | str, hidden: int, candidates: int) -> tuple[DDSGate, dict[str, Any]]:
+    """Build a DDS gate on ``supernet``'s first block at ``width`` (a number, 'smallest' or 'largest').
+
+    Returns the gate and the JSON spec that rebuilds it (:func:`gate_from_spec`).
+    """
+    space = supernet.space
+    nodes, attention = first_block(supernet)
+    conv = space.nodes[nodes[0]]
+    if conv.kind != "layer" or conv.preserves_channels or len(conv.ops) > 1:
+        raise ValueError(f"the DDS gate needs a fixed conv after the input; {conv.name!r} is not one")
+    if isinstance(width, str):
+        options = conv.widths or (conv.channels,)
+        width = min(options) if width == "smallest" else max(options)
+    if not 1 <= width <= conv.channels:
+        raise ValueError(f"gate width {width} is outside 1..{conv.channels} channels of {conv.name!r}")
+    layers = [supernet.layers[conv.name].candidates[conv.ops[0]].extract(Layout.dense(conv.in_channels), width)]
+    for name in nodes[1:]:
+        op = space.nodes[name].ops[0]
+        layers.append(supernet.layers[name].candidates[op].extract(Layout.dense(width), width))
+    stem_flops = 2 * OPS.get(conv.ops[0]).cost(conv.in_channels, width)[0] / 4.0 ** conv.scale
+    if attention is not None:
+        head: DynamicTanhAttention = supernet.layers[attention].candidates["attention"]
+        reduce = nn.Linear(width, head.w1.shape[0])
+        reduce.weight.copy_(head.w1[:, :width])
+        reduce.bias.copy_(head.b1)
+    else:
+        reduce = nn.Linear(width, max(4, width // 4))
+    gate = DDSGate(nn.Sequential(*layers).eval(), stem_flops, reduce, hidden, candidates, attention is None)
+    spec = {"kind": "dds", "width": width, "hidden": hidden, "candidates": candidates}
+    return gate.to(next(supernet.parameters()).device), spec
+
+
+def gate_from_spec(supernet: Supernet, spec: dict[str, Any]) -> nn.Module:
+    """The (untrained) gate a spec describes, ready for ``load_state_dict``."""
+    if spec["kind"] != "dds":
+        raise ValueError(f"unknown gate kind {spec['kind']!r}")
+    return dds_gate(supernet, spec["width"], spec["hidden"], spec["candidates"])[0]

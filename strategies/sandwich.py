@@ -1,0 +1,133 @@
+"""``sandwich``: slimmable supernet training with the sandwich rule and in-place synergy (DDS-Net stage 1).
+
+Each step trains n sub-networks: the largest, n-2 random ones and the smallest, accumulating
+their gradients. ``distill`` chooses their targets (Eq. 6-7 of DDS-Net; targets stop-gradient):
+
+* ``synergy``: largest → ground truth; random → the largest's output; smallest → the mean of the
+  largest's and the random ones' outputs (in-place synergy);
+* ``inplace``: largest → ground truth; every other → the largest's output (in-place distillation);
+* ``none``: every sub-network → ground truth.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nasden.evaluation import arch_psnr
+from nasden.registry import register_strategy
+from nasden.run import StageContext
+from nasden.schedule import cosine_lr, set_lr
+from nasden.space import Architecture, SearchSpace
+from nasden.strategy import Strategy
+
+Distill = Literal["synergy", "inplace", "none"]
+
+
+@dataclass
+class SandwichConfig:
+    """``n`` sub-networks per step (largest, n-2 random, smallest); ``loss`` is the divergence D."""
+
+    steps: int = 2000
+    n: int = 4
+    distill: Distill = "synergy"
+    loss: Literal["l1", "mse"] = "l1"
+    lr: float = 1e-3
+    lr_min: float = 1e-6
+    batch: int | None = None
+    checkpoint_every: int = 200
+    val_every: int = 500
+    val_size: int = 128
+    calibration_batches: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every", "val_every", "val_size", "calibration_batches"):
+            if not 1 <= getattr(self, name) <= 100_000_000:
+                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
+        if not 2 <= self.n <= 64:
+            raise ValueError(f"n: expected 2..64 sub-networks per step, got {self.n}")
+        if not 0 < self.lr_min <= self.lr <= 10:
+            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+
+
+def sandwich_archs(space: SearchSpace, n: int, rng: random.Random) -> list[Architecture]:
+    """The sandwich rule: [largest, n-2 uniformly random, smallest]."""
+    return [space.largest()] + [space.sample(rng) for _ in range(n - 2)] + [space.smallest()]
+
+
+def distill_target(mode: Distill, index: int, n: int, clean: Tensor, previous: Sequence[Tensor]) -> Tensor:
+    """Target of sub-network ``index`` (0 largest, n-1 smallest) given the earlier ones' detached outputs."""
+    if index == 0 or mode == "none":
+        return clean
+    if index == n - 1 and mode == "synergy":
+        return torch.stack(list(previous)).mean(0)  # Eq. 7: mean of the largest and random outputs
+    return previous[0]
+
+
+@register_strategy("sandwich")
+class Sandwich(Strategy):
+    """Train a slimmable supernet with the sandwich rule and in-place synergy distillation (DDS-Net stage 1)."""
+
+    Config = SandwichConfig
+    smoke_options = {"steps": 4, "n": 3, "checkpoint_every": 2, "val_every": 2, "val_size": 16}
+
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        cfg, run = self.config, ctx.run
+        supernet, space = run.supernet.train(), run.space
+        optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
+        start = 0
+        checkpoint = ctx.load_checkpoint()
+        if checkpoint is not None:
+            supernet.load_state_dict(checkpoint["supernet"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            start = checkpoint["step"]
+        divergence = F.l1_loss if cfg.loss == "l1" else F.mse_loss
+        last_saved, scores = start, {}
+        with ctx.progress(cfg.steps, start) as bar:
+            for step in range(start, cfg.steps):
+                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
+                noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
+                noisy, clean = noisy.to(run.device), clean.to(run.device)
+                archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
+                optimizer.zero_grad(set_to_none=True)
+                outputs: list[Tensor] = []
+                total = 0.0
+                for index, arch in enumerate(archs):
+                    out = supernet(noisy, arch)
+                    loss = divergence(out, distill_target(cfg.distill, index, len(archs), clean, outputs))
+                    ctx.check_loss(loss, step, last_saved)
+                    loss.backward()
+                    total += loss.item()
+                    outputs.append(out.detach())
+                optimizer.step()
+                done = step + 1
+                bar.update()
+                if done % 10 == 0 or done == cfg.steps:
+                    ctx.scalar("loss", total, done)
+                    bar.set_postfix(loss=f"{total:.2e}")
+                if done % cfg.val_every == 0 or done == cfg.steps:
+                    scores = self._validate(ctx, done)
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    ctx.save_checkpoint({"step": done, "supernet": supernet.state_dict(),
+                                         "optimizer": optimizer.state_dict()})
+                    last_saved = done
+        if not scores:
+            scores = self._validate(ctx, cfg.steps)
+        ctx.say(f"  largest {scores['val_psnr_largest']:.2f} dB, smallest {scores['val_psnr_smallest']:.2f} dB")
+        return {"steps": cfg.steps, "distill": cfg.distill, "n": cfg.n, **scores}
+
+    def _validate(self, ctx: StageContext, step: int) -> dict[str, float]:
+        run = ctx.run
+        noisy, clean = (t.to(run.device) for t in run.data.val_batch(self.config.val_size))
+        calibration = [b.to(run.device) for b in run.data.calibration_batches(self.config.calibration_batches)] \
+            if run.space.has_batchnorm else []
+        scores = {}
+        for name, arch in (("largest", run.space.largest()), ("smallest", run.space.smallest())):
+            value = arch_psnr(run.supernet, arch, noisy, clean, calibration).mean().item()
+            ctx.scalar(f"val_psnr/{name}", value, step)
+            scores[f"val_psnr_{name}"] = round(value, 4)
+        return scores
