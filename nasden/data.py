@@ -141,22 +141,29 @@ class PatchSampler:
         self.clean = [images.clean[i] for i in keep]
         self.noisy = [images.noisy[i] for i in keep] if images.noisy is not None else None
         self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed
+        self.smallest_side = min(min(img.shape[1:]) for img in self.clean)
 
-    def batch(self, step: int, batch: int | None = None, stream: int = 0) -> tuple[Tensor, Tensor]:
+    def batch(self, step: int, batch: int | None = None, stream: int = 0,
+              patch: int | None = None) -> tuple[Tensor, Tensor]:
         """(noisy, clean) patches ``[B, C, patch, patch]`` for training step ``step``.
 
-        Stages pass their own ``stream`` so that two stages do not see the same batches.
+        Stages pass their own ``stream`` so that two stages do not see the same batches, and may ask
+        for another ``batch`` size or ``patch`` size than the data section's.
         """
         g = _generator(self.seed + 7919 * stream, step)
         size = batch or self.batch_size
+        patch = patch or self.patch
+        if patch > self.smallest_side:
+            raise DataError(f"a {patch}-pixel patch does not fit the smallest training image "
+                            f"({self.smallest_side} pixels)")
         index = torch.randint(len(self.clean), (size,), generator=g).tolist()
         modes = torch.randint(8, (size,), generator=g).tolist()
         clean, noisy = [], []
         for i, mode in zip(index, modes):
             h, w = self.clean[i].shape[1:]
-            top = int(torch.randint(h - self.patch + 1, (1,), generator=g))
-            left = int(torch.randint(w - self.patch + 1, (1,), generator=g))
-            window = (..., slice(top, top + self.patch), slice(left, left + self.patch))
+            top = int(torch.randint(h - patch + 1, (1,), generator=g))
+            left = int(torch.randint(w - patch + 1, (1,), generator=g))
+            window = (..., slice(top, top + patch), slice(left, left + patch))
             clean.append(_augment(self.clean[i][window], mode))
             if self.noisy is not None:
                 noisy.append(_augment(self.noisy[i][window], mode))

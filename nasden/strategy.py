@@ -25,6 +25,8 @@ class Strategy(ABC):
     smoke_options: ClassVar[dict[str, Any]] = {}
     #: a registered space (``name`` + options) fit for the strategy; the toy space by default
     smoke_space: ClassVar[dict[str, Any]] = {"name": "toy"}
+    #: stages the strategy needs before it (e.g. a gate needs candidates), with their smoke options
+    smoke_stages_before: ClassVar[list[dict[str, Any]]] = []
 
     def __init__(self, config: Any):
         self.config = config

@@ -26,22 +26,24 @@ class Interrupted(Exception):
 
 def toy_recipe(strategy: str, seed: int = 0) -> dict[str, Any]:
     """A recipe that runs ``strategy`` with its smoke options on the toy space and tiny data."""
-    options = dict(STRATEGIES.get(strategy).smoke_options)
+    cls = STRATEGIES.get(strategy)
     return {
         "name": f"conformance-{strategy}", "seed": seed, "device": "cpu",
         "data": {"patch": 16, "batch": 2, "val_images": 1, "val_crop": 32, "noise": {"sigma": [0, 50]}},
-        "space": dict(STRATEGIES.get(strategy).smoke_space),
-        "stages": [{"strategy": strategy, **options}],
+        "space": dict(cls.smoke_space),
+        "stages": [*cls.smoke_stages_before, {"strategy": strategy, **cls.smoke_options}],
     }
 
 
 @contextmanager
-def interrupt_after_first_checkpoint() -> Iterator[None]:
+def interrupt_after_first_checkpoint(stage: int) -> Iterator[None]:
+    """Raise :class:`Interrupted` right after stage ``stage`` writes its first checkpoint."""
     original = StageContext.save_checkpoint
 
     def save_then_stop(self: StageContext, state: dict[str, Any]) -> None:
         original(self, state)
-        raise Interrupted
+        if self.index == stage:
+            raise Interrupted
 
     StageContext.save_checkpoint = save_then_stop  # type: ignore[method-assign]
     try:
@@ -71,13 +73,13 @@ def check_strategy(strategy: str, tmp_path: Path) -> None:
     recipe = parse_recipe(toy_recipe(strategy), f"<conformance {strategy}>")
     straight = create_run(recipe, tmp_path / "straight")
     summaries = execute(straight, quiet=True)
-    assert len(summaries) == 1 and isinstance(summaries[0], dict)
-    json.dumps(summaries[0])  # JSON-ready
+    assert len(summaries) == len(recipe.stages) and all(isinstance(s, dict) for s in summaries)
+    json.dumps(summaries)  # JSON-ready
     results, weights = _outcome(straight)
     assert results == summaries
 
     resumed = create_run(recipe, tmp_path / "resumed")
-    with interrupt_after_first_checkpoint():
+    with interrupt_after_first_checkpoint(len(recipe.stages) - 1):
         try:
             execute(resumed, quiet=True)
             interrupted = False

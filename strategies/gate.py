@@ -1,0 +1,182 @@
+"""``gate``: DDS-Net stage 3, a routing gate over candidates from the routing space.
+
+E candidates are picked from the run's candidate list (progressive slimming or evolution) spread
+evenly over FLOPs. Labels are made online from each training patch's PSNR under every candidate:
+
+* ``paper`` (Eq. 11-12): PSNR+ = PSNR(largest) - PSNR(smallest); the smallest if PSNR+ < beta,
+  the largest otherwise;
+* ``graded``: the cheapest candidate within beta dB of the largest.
+
+Loss (Eq. 13-15): cross-entropy + ((E[FLOPs] - C) / T)^2, with E[FLOPs] = sum_i p_i FLOPs_i under
+the gate's softmax (differentiable), C = ``budget_flops`` and T the largest candidate's FLOPs/pixel.
+FLOPs here are 2 per multiply-add (the paper counts multiply-adds: halve its budgets).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nasden.dynamic import DynamicDenoiser
+from nasden.evaluation import evaluate_network, psnr_per_image
+from nasden.extract import extract
+from nasden.ops.gates import dds_gate
+from nasden.recipe import RecipeError
+from nasden.registry import register_strategy
+from nasden.run import StageContext
+from nasden.schedule import cosine_lr, set_lr
+from nasden.strategy import Strategy
+from nasden.supernet import recalibrate_bn
+
+
+@dataclass
+class GateConfig:
+    """``candidates``: E; the budget C in FLOPs/pixel as ``budget_flops`` or as ``budget_ratio`` of the
+    largest candidate's (neither: no complexity loss); ``width``: the gate's first-block width ('smallest',
+    'largest' or a number); ``hidden``: D of the prediction head; ``patch``: training patch size."""
+
+    candidates: int = 4
+    beta: float = 0.2
+    labels: Literal["paper", "graded"] = "paper"
+    budget_flops: float | None = None
+    budget_ratio: float | None = None
+    steps: int = 1000
+    lr: float = 1e-3
+    lr_min: float = 1e-6
+    hidden: int = 32
+    width: Literal["smallest", "largest"] | int = "smallest"
+    batch: int | None = None
+    patch: int | None = None
+    checkpoint_every: int = 200
+    calibration_batches: int = 8
+
+    def __post_init__(self) -> None:
+        if self.budget_flops is not None and self.budget_ratio is not None:
+            raise ValueError("budget_flops: give budget_flops or budget_ratio, not both")
+        if self.budget_ratio is not None and not 0 < self.budget_ratio <= 1:
+            raise ValueError(f"budget_ratio: expected a fraction in (0, 1], got {self.budget_ratio}")
+        if not 2 <= self.candidates <= 64:
+            raise ValueError(f"candidates: expected 2..64, got {self.candidates}")
+        for name in ("steps", "checkpoint_every", "hidden", "calibration_batches"):
+            if not 1 <= getattr(self, name) <= 100_000_000:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.beta < 0 or (self.budget_flops is not None and self.budget_flops <= 0):
+            raise ValueError("beta: expected beta >= 0 and a positive budget_flops")
+        if not 0 < self.lr_min <= self.lr <= 10:
+            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+
+
+def spread_over_flops(candidates: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """``count`` entries spread evenly over FLOPs (always the cheapest and the dearest), cheapest first."""
+    pool = sorted(candidates, key=lambda c: c["flops_per_pixel"])
+    if len(pool) <= count:
+        return pool
+    low, high = pool[0]["flops_per_pixel"], pool[-1]["flops_per_pixel"]
+    chosen: list[dict[str, Any]] = []
+    for i in range(count):
+        target = low + (high - low) * i / (count - 1)
+        rest = [c for c in pool if c not in chosen]
+        chosen.append(min(rest, key=lambda c: abs(c["flops_per_pixel"] - target)))
+    return sorted(chosen, key=lambda c: c["flops_per_pixel"])
+
+
+def gate_labels(psnr: Tensor, beta: float, mode: str) -> Tensor:
+    """Labels from per-image PSNR ``[N, E]`` (candidates cheapest first)."""
+    gain = psnr[:, -1:] - psnr
+    if mode == "paper":  # Eq. 12: PSNR+ of largest over smallest
+        return torch.where(gain[:, 0] < beta, 0, psnr.shape[1] - 1)
+    within = gain <= beta  # the largest itself always qualifies
+    return within.float().argmax(1)
+
+
+def complexity_loss(probabilities: Tensor, flops: Tensor, budget: float, scale: float) -> Tensor:
+    """Eq. 14 with the expected FLOPs under the gate's softmax: mean of ((p·F - C) / T)^2."""
+    expected = probabilities @ flops
+    return ((expected - budget) / scale).pow(2).mean()
+
+
+@register_strategy("gate")
+class Gate(Strategy):
+    """Train DDS-Net's routing gate over candidates from the routing space; the result is a dynamic denoiser."""
+
+    Config = GateConfig
+    smoke_options = {"candidates": 2, "steps": 4, "checkpoint_every": 2, "calibration_batches": 1}
+    smoke_space = {"name": "slimmable", "depth": 3, "channels": 16}
+    smoke_stages_before = [{"strategy": "progressive_slimming", "group": 8, "val_images": 1, "val_size": 16}]
+
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        cfg, run = self.config, ctx.run
+        if not run.candidates:
+            raise RecipeError(f"stages.{ctx.index}: the gate needs candidate architectures from an earlier stage "
+                              f"(progressive_slimming or evolution)")
+        chosen = spread_over_flops(run.candidates, cfg.candidates)
+        flops = torch.tensor([c["flops_per_pixel"] for c in chosen], device=run.device)
+        low, high = float(flops[0]), float(flops[-1])
+        budget = cfg.budget_flops if cfg.budget_ratio is None else cfg.budget_ratio * high
+        if budget is not None and not low <= budget <= high:
+            key = "budget_flops" if cfg.budget_ratio is None else "budget_ratio"
+            raise RecipeError(f"stages.{ctx.index}.{key}: a budget of {budget:.6g} FLOPs/pixel is outside the "
+                              f"candidates' range [{low:.6g}, {high:.6g}]")
+        calibration = [b.to(run.device) for b in run.data.calibration_batches(cfg.calibration_batches)] \
+            if run.space.has_batchnorm else []
+        networks = []
+        for c in chosen:
+            if calibration:
+                recalibrate_bn(run.supernet, c["arch"], calibration)
+            networks.append(extract(run.supernet, c["arch"]).eval())
+        gate, gate_spec = dds_gate(run.supernet, cfg.width, cfg.hidden, len(chosen))
+        optimizer = torch.optim.Adam([p for p in gate.parameters() if p.requires_grad], lr=cfg.lr)
+        start = 0
+        checkpoint = ctx.load_checkpoint()
+        if checkpoint is not None:
+            gate.load_state_dict(checkpoint["gate"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            start = checkpoint["step"]
+        gate.train()
+        gate.stem.eval()
+        last_saved = start
+        with ctx.progress(cfg.steps, start) as bar:
+            for step in range(start, cfg.steps):
+                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
+                noisy, clean = (t.to(run.device)
+                                for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
+                with torch.no_grad():
+                    psnr = torch.stack([psnr_per_image(net(noisy), clean) for net in networks], 1)
+                labels = gate_labels(psnr, cfg.beta, cfg.labels)
+                logits = gate(noisy)
+                ce = F.cross_entropy(logits, labels)
+                comp = complexity_loss(logits.softmax(1), flops, budget, high) \
+                    if budget is not None else torch.zeros((), device=run.device)
+                loss = ce + comp
+                ctx.check_loss(loss, step, last_saved)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                done = step + 1
+                bar.update()
+                if done % 10 == 0 or done == cfg.steps:
+                    ctx.scalar("loss/cross_entropy", ce.item(), done)
+                    ctx.scalar("loss/complexity", comp.item(), done)
+                    ctx.scalar("expected_flops", (logits.softmax(1) @ flops).mean().item(), done)
+                    ctx.scalar("accuracy", (logits.argmax(1) == labels).float().mean().item(), done)
+                    run.writer.add_histogram(f"{ctx.tag}/choices", logits.argmax(1), done)
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    ctx.save_checkpoint({"step": done, "gate": gate.state_dict(), "optimizer": optimizer.state_dict()})
+                    last_saved = done
+        gate.eval()
+        dynamic = DynamicDenoiser(gate, networks, flops.tolist()).eval()
+        spec = {"kind": "dynamic", "archs": [c["arch"] for c in chosen], "flops": flops.tolist(), "gate": gate_spec}
+        run.set_final(dynamic, spec)
+        val = evaluate_network(dynamic, run.space, spec, run.data.val, "val")
+        run.writer.add_histogram(f"{ctx.tag}/val_choices", torch.repeat_interleave(
+            torch.arange(len(chosen)), torch.tensor(val["choices"])), 0)
+        ctx.say(f"  validation: PSNR {val['psnr']:.2f} dB at {val['flops_per_pixel']:.4g} FLOPs/pixel "
+                f"(choices {val['choices']}; candidates {[round(f) for f in flops.tolist()]})")
+        return {"candidates": [{k: c[k] for k in ("flops_per_pixel", "psnr")} for c in chosen],
+                "budget_flops": budget, "gate_flops_per_pixel": gate.flops_per_pixel,
+                "val_psnr": val["psnr"], "val_flops_per_pixel": val["flops_per_pixel"], "val_choices": val["choices"]}

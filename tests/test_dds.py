@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nasden.dynamic import DynamicDenoiser
+from nasden.extract import extract
+from nasden.ops.gates import dds_gate
+from nasden.recipe import RecipeError, parse_recipe
+from nasden.registry import SPACES
+from nasden.run import create_run, execute, load_final
+from nasden.strategies.gate import complexity_loss, gate_labels, spread_over_flops
+from nasden.strategies.sandwich import distill_target, sandwich_archs
+from nasden.strategies.slimming import slimmer
+from nasden.supernet import Supernet
+
+
+def test_slimmable_space_widths_and_attention() -> None:
+    space = SPACES.get("slimmable")(depth=5, channels=64)
+    widths = [c for c in space.choices().values() if c.kind == "width"]
+    assert len(widths) == 4  # one label per hidden layer; the tail conv stays fixed
+    assert all(c.values == (16, 24, 32, 40, 48, 56, 64) for c in widths)  # rho in [0.2, 1], groups of 8
+    assert "attention" in space.nodes and not space.has_batchnorm
+    unet = SPACES.get("slimmable")(backbone="unet", levels=2, channels=16)
+    assert len([c for c in unet.choices().values() if c.kind == "width"]) == 14  # 2 + 3 + 3 + 3 + 3 convs
+    with pytest.raises(ValueError, match="levels applies to backbone 'unet'"):
+        SPACES.get("slimmable")(levels=2)
+
+
+def test_sandwich_always_has_largest_and_smallest() -> None:
+    space = SPACES.get("slimmable")(depth=4, channels=32)
+    rng = random.Random(0)
+    for _ in range(20):
+        archs = sandwich_archs(space, 4, rng)
+        assert len(archs) == 4 and archs[0] == space.largest() and archs[-1] == space.smallest()
+    assert sandwich_archs(space, 2, rng) == [space.largest(), space.smallest()]
+
+
+@pytest.mark.parametrize("mode, expected", [("synergy", 1 + 2 + 2), ("inplace", 1 + 2 + 1), ("none", 1 + 1 + 2)])
+def test_distillation_losses_by_hand(mode: str, expected: float) -> None:
+    # largest predicts 1, the random one 3, the smallest 0; the ground truth is 2 (D = L1)
+    clean = torch.tensor([2.0])
+    outputs = [torch.tensor([1.0]), torch.tensor([3.0]), torch.tensor([0.0])]
+    total, previous = 0.0, []
+    for index, out in enumerate(outputs):
+        total += F.l1_loss(out, distill_target(mode, index, 3, clean, previous)).item()
+        previous.append(out)
+    # synergy: |1-2| + |3-1| + |0-mean(1,3)|; inplace: |1-2| + |3-1| + |0-1|; none: all against 2
+    assert total == expected
+
+
+def test_distillation_targets_stop_gradient_in_the_strategy() -> None:
+    largest = torch.ones(1, requires_grad=True)
+    target = distill_target("inplace", 1, 3, torch.zeros(1), [largest.detach()])
+    assert not target.requires_grad
+
+
+def test_slimmer_steps_down_by_a_group() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=64)
+    choice = space.choices()["width:conv1"]
+    assert slimmer(choice, 64, 16) == 48 and slimmer(choice, 24, 16) == 16 and slimmer(choice, 16, 16) is None
+
+
+def test_gate_labels_from_given_psnr() -> None:
+    psnr = torch.tensor([[30.0, 30.1, 30.15],   # gain 0.15 < beta: easy → smallest
+                         [28.0, 28.5, 28.6],    # gain 0.6: hard → largest; graded: 28.5 is within 0.2 → 1
+                         [25.0, 25.0, 26.0]])   # hard; graded: only the largest is within 0.2
+    assert gate_labels(psnr, 0.2, "paper").tolist() == [0, 2, 2]
+    assert gate_labels(psnr, 0.2, "graded").tolist() == [0, 1, 2]
+
+
+def test_complexity_loss_gradient_by_hand() -> None:
+    logits = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    flops = torch.tensor([100.0, 300.0])
+    loss = complexity_loss(logits.softmax(1), flops, budget=150.0, scale=300.0)
+    assert loss.item() == pytest.approx(((200 - 150) / 300) ** 2)  # E[FLOPs] = 200
+    loss.backward()
+    # d/dz_i of ((p·F - C)/T)^2 = 2 (p·F - C)/T^2 · p_i (F_i - p·F)
+    coefficient = 2 * 50 / 300 ** 2
+    expected = torch.tensor([[coefficient * 0.5 * -100, coefficient * 0.5 * 100]])
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_spread_over_flops_keeps_extremes() -> None:
+    pool = [{"flops_per_pixel": float(f)} for f in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)]
+    chosen = [c["flops_per_pixel"] for c in spread_over_flops(pool, 4)]
+    assert chosen == [10.0, 40.0, 70.0, 100.0]
+
+
+def test_gate_overhead_is_the_stem_at_the_smallest_width() -> None:
+    space = SPACES.get("slimmable")(depth=4, channels=32)
+    supernet = Supernet(space)
+    gate, spec = dds_gate(supernet, "smallest", 16, 3)
+    assert spec == {"kind": "dds", "width": 8, "hidden": 16, "candidates": 3}
+    assert gate.flops_per_pixel == 2 * 9 * 1 * 8
+    assert gate(torch.rand(2, 1, 16, 16)).shape == (2, 3)
+    assert not any(p.requires_grad for p in gate.stem.parameters())
+    assert not gate.reduce.weight.requires_grad  # W1 comes frozen from the attention head
+
+
+class BrightnessGate(torch.nn.Module):
+    """Routes dark images to candidate 0, mid-grey to 1, bright to 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((1, 2, 3))
+        return torch.stack([-(mean - c).abs() for c in (0.1, 0.3, 0.5)], 1)
+
+
+def test_batched_routing_equals_per_image_routing() -> None:
+    space = SPACES.get("slimmable")(depth=4, channels=16)
+    supernet = Supernet(space)
+    archs = [space.smallest(), space.sample(1), space.largest()]
+    model = DynamicDenoiser(BrightnessGate(), [extract(supernet, a).eval() for a in archs], [1.0, 2.0, 3.0])
+    x = torch.rand(8, 1, 16, 16) * torch.linspace(0.1, 1, 8).view(8, 1, 1, 1)
+    with torch.no_grad():
+        batched = model(x)
+        single = torch.cat([model(x[i: i + 1]) for i in range(8)])
+    assert model.route(x).tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    assert model.counts.tolist() == [6, 6, 4]
+    assert model.spent()["flops_per_pixel"] == pytest.approx((6 * 1 + 6 * 2 + 4 * 3) / 16)
+
+
+DDS_TINY = {
+    "name": "dds-tiny", "seed": 0, "device": "cpu",
+    "data": {"patch": 24, "batch": 4, "val_images": 2, "val_crop": 64, "noise": {"sigma": [0, 50]}},
+    "space": {"name": "slimmable", "depth": 4, "channels": 16, "group": 8},
+    "stages": [{"strategy": "sandwich", "steps": 6, "val_every": 3, "val_size": 32},
+               {"strategy": "progressive_slimming", "group": 8, "val_images": 2, "val_size": 32},
+               {"strategy": "gate", "candidates": 3, "steps": 6, "budget_flops": 4000},
+               {"strategy": "evaluate", "latency_size": 16, "latency_runs": 1}],
+}
+
+
+def test_dds_pipeline_end_to_end(tmp_path) -> None:
+    run = create_run(parse_recipe(DDS_TINY), tmp_path / "run")
+    summaries = execute(run, quiet=True)
+    record = json.loads((run / "stages/01-progressive_slimming/routing_space.json").read_text())
+    flops = [entry["flops_per_pixel"] for entry in record]
+    assert flops == sorted(flops, reverse=True) and len(set(flops)) == len(flops)  # monotone in FLOPs
+    space = SPACES.get("slimmable")(depth=4, channels=16, group=8)
+    assert record[0]["arch"] == space.largest() and record[-1]["arch"] == space.smallest()
+    assert (run / "stages/01-progressive_slimming/routing_space.png").stat().st_size > 1000
+    assert summaries[1]["evaluations"] > len(record)
+    _, spec, model = load_final(run)
+    assert spec["kind"] == "dynamic" and isinstance(model, DynamicDenoiser)
+    row = summaries[3]["sets"][0]
+    assert sum(row["choices"]) == 2 and min(flops) <= row["flops_per_pixel"] <= max(flops) + 200
+
+
+def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None:
+    recipe = {**DDS_TINY, "stages": DDS_TINY["stages"][:2] + [{"strategy": "gate", "budget_flops": 1e9}]}
+    run = create_run(parse_recipe(recipe), tmp_path / "run")
+    with pytest.raises(RecipeError, match=r"stages.2.budget_flops: a budget of 1e\+09 FLOPs/pixel is outside"):
+        execute(run, quiet=True)
