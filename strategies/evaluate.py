@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -13,15 +13,20 @@ from nasden.extract import extract
 from nasden.registry import register_strategy
 from nasden.atomic import atomic_write
 from nasden.run import StageContext
+from nasden.strategies.train import choose_arch
 from nasden.strategy import Strategy
+from nasden.supernet import recalibrate_bn
 
 
 @dataclass
 class EvaluateConfig:
     """``sets``: ``val`` (the recipe's validation images and noise), ``builtin``, or image folders (or
-    names under $NASDEN_DATA). ``sigma``: evaluate at this AWGN level instead of the recipe's noise."""
+    names under $NASDEN_DATA). ``sigma``: evaluate at this AWGN level instead of the recipe's noise.
+    ``network``: ``final`` (the run's final network; else the chosen architecture of the supernet), or a
+    sub-network of the supernet: ``largest``, ``smallest`` or an explicit ``{label: value}``."""
 
     sets: list[str] = field(default_factory=lambda: ["val"])
+    network: Literal["final", "largest", "smallest"] | dict[str, Any] = "final"
     sigma: float | None = None
     latency_size: int = 256
     latency_runs: int = 10
@@ -44,11 +49,14 @@ class Evaluate(Strategy):
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        if run.final is not None and run.final_spec is not None:
+        if cfg.network == "final" and run.final is not None and run.final_spec is not None:
             model, spec = run.final, run.final_spec
         else:
-            spec = {"kind": "static", "arch": run.arch or run.space.largest()}
-            model = extract(run.supernet, spec["arch"]).eval()
+            arch = choose_arch(run, "auto" if cfg.network == "final" else cfg.network)
+            if run.space.has_batchnorm:
+                recalibrate_bn(run.supernet, arch, [b.to(run.device) for b in run.data.calibration_batches(8)])
+            spec = {"kind": "static", "arch": arch}
+            model = extract(run.supernet, arch).eval()
         rows = []
         for name in cfg.sets:
             if name == "val" and cfg.sigma is None:

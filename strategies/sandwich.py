@@ -7,6 +7,11 @@ their gradients. ``distill`` chooses their targets (Eq. 6-7 of DDS-Net; targets 
   largest's and the random ones' outputs (in-place synergy);
 * ``inplace``: largest → ground truth; every other → the largest's output (in-place distillation);
 * ``none``: every sub-network → ground truth.
+
+The divergence D defaults to MSE. With L1, every distillation term pushes with full strength
+(its gradient is a sign) however close student and teacher already are; three such terms
+outweigh the one ground-truth term and, on a BN-free DnCNN, pulled every sub-network to the
+identity (output = noisy input). With MSE the pull is proportional to the disagreement.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ class SandwichConfig:
     steps: int = 2000
     n: int = 4
     distill: Distill = "synergy"
-    loss: Literal["l1", "mse"] = "l1"
+    loss: Literal["mse", "l1"] = "mse"
     lr: float = 1e-3
     lr_min: float = 1e-6
     batch: int | None = None

@@ -42,3 +42,12 @@ def test_parse_nm() -> None:
     for bad in ("2-4", "0:4", "x:y"):
         with pytest.raises(ValueError):
             parse_nm(bad)
+
+
+def test_fan_in_correction_keeps_a_slimmed_layer_at_full_scale() -> None:
+    from nasden.ops.convolution import DynamicConv
+    conv = DynamicConv(64, 64, kernel=3, bias=False)
+    x = torch.randn(4, 64, 16, 16)
+    full = conv(x, 64).std().item()
+    quarter = conv(x[:, :16], 64).std().item()  # a quarter of the inputs, rescaled by sqrt(4) = 2
+    assert quarter == pytest.approx(full, rel=0.15)

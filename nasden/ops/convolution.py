@@ -1,4 +1,11 @@
-"""Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time."""
+"""Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time.
+
+A slice reading ``in`` of ``in_max`` input channels is multiplied by ``sqrt(in_max / in)``, so a
+slimmed layer's outputs keep the scale the full layer's have (a fan-in correction). Without it,
+a BN-free sub-network at width ratio rho shrinks its signal by about sqrt(rho) per layer: at 25%
+width a 17-layer DnCNN outputs its input unchanged and cannot be trained jointly with the full
+network. The correction is a fixed reparametrisation: extraction bakes it into the weights.
+"""
 from __future__ import annotations
 
 import math
@@ -11,9 +18,14 @@ from nasden.ops.base import NM, DynamicOp, Layout
 from nasden.ops.nm import apply_nm
 
 
+def fan_in_scale(active: int, widest: int) -> float:
+    """The factor that gives a layer reading ``active`` of ``widest`` input channels the full layer's scale."""
+    return 1.0 if active == widest else math.sqrt(widest / active)
+
+
 def _static_weight(weight: Tensor, layout: Layout, out: int, nm: NM | None) -> Tensor:
-    """The slice of a ``[out, in, ...]`` weight a static layer needs, N:M mask applied."""
-    w = apply_nm(weight[:out, : layout.length], nm)
+    """The slice of a ``[out, in, ...]`` weight a static layer needs: N:M mask and fan-in scale applied."""
+    w = apply_nm(weight[:out, : layout.length], nm) * fan_in_scale(layout.length, weight.shape[1])
     if not (isinstance(layout.positions, range) and layout.positions == range(layout.length)):
         w = w[:, list(layout.positions)]
     return w.detach().clone()
@@ -32,7 +44,10 @@ class DynamicConv(DynamicOp):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
-        weight = apply_nm(self.weight[:out, : x.shape[1]], nm)
+        cin = x.shape[1]
+        weight = apply_nm(self.weight[:out, :cin], nm)
+        if cin != self.weight.shape[1]:
+            weight = weight * fan_in_scale(cin, self.weight.shape[1])
         bias = None if self.bias is None else self.bias[:out]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
@@ -65,11 +80,13 @@ class DynamicConvTranspose(DynamicOp):
         return {"stride": 2, "padding": (self.kernel - 1) // 2, "output_padding": 1}
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
-        return F.conv_transpose2d(x, self.weight[: x.shape[1], :out], self.bias[:out], **self._geometry())
+        weight = self.weight[: x.shape[1], :out] * fan_in_scale(x.shape[1], self.weight.shape[0])
+        return F.conv_transpose2d(x, weight, self.bias[:out], **self._geometry())
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.ConvTranspose2d:
         conv = nn.ConvTranspose2d(layout.channels, out, self.kernel, **self._geometry())
-        conv.weight.data = self.weight[list(layout.positions), :out].detach().clone()
+        scale = fan_in_scale(layout.length, self.weight.shape[0])
+        conv.weight.data = (self.weight[list(layout.positions), :out] * scale).detach().clone()
         conv.bias.data = self.bias[:out].detach().clone()
         return conv
 
