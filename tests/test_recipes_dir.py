@@ -1,0 +1,37 @@
+"""Every recipe in recipes/ validates, opens with the command that runs it, and the quick ones run."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from nasden.recipe import load_recipe
+from nasden.run import create_run, execute
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+NEEDS_SHARED_DATA = "../shared/data"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_recipe_validates_and_names_its_command(path: Path) -> None:
+    assert path.read_text().splitlines()[0] == f"# nasden search recipes/{path.name}"
+    if NEEDS_SHARED_DATA in path.read_text() and not Path(NEEDS_SHARED_DATA).is_dir():
+        pytest.skip(f"{path.name} reads {NEEDS_SHARED_DATA}, which is not beside this checkout")
+    recipe = load_recipe(path)
+    assert recipe.build_space().nodes
+
+
+QUICK = [p for p in RECIPES if "quick" in p.stem]
+
+
+@pytest.mark.parametrize("path", QUICK, ids=[p.name for p in QUICK])
+def test_quick_recipe_runs_with_tiny_settings(path: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(path)
+    recipe.data = dataclasses.replace(recipe.data, batch=2, val_images=1, val_crop=96)
+    for stage in recipe.stages:
+        for name, tiny in (("steps", 2), ("latency_size", 16), ("latency_runs", 1), ("calibration_batches", 1)):
+            if hasattr(stage.options, name):
+                setattr(stage.options, name, tiny)
+    summaries = execute(create_run(recipe, tmp_path / "run"), quiet=True)
+    assert len(summaries) == len(recipe.stages)
