@@ -45,7 +45,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
     keys = list(rows[0])
 
     def cell(v: object) -> str:
-        return f"{v:.4g}" if isinstance(v, float) and abs(v) >= 1e4 else (f"{v:.3f}" if isinstance(v, float) else str(v))
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:.4g}" if abs(v) >= 1e4 else f"{v:.3f}"
 
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]

@@ -9,5 +9,5 @@ from nasden.space import SearchSpace
 
 @register_space("graph")
 def graph(nodes: dict[str, dict[str, Any]], edges: list[list[Any]], residual: bool = False) -> SearchSpace:
-    """``nodes``: name → attributes (op, channels, widths, label, nm, ...); ``edges``: [from, to, {candidate: true}?]."""
+    """A graph written out: ``nodes`` (name → op, channels, widths, ...) and ``edges`` ([from, to, attrs?])."""
     return SearchSpace.from_dict({"nodes": nodes, "edges": edges, "residual": residual}, "graph")

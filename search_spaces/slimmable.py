@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Literal
 
 from nasden.registry import register_space
-from nasden.space import SearchSpace
 from nasden.search_spaces.backbones import dncnn_graph, unet_graph
+from nasden.space import SearchSpace
 
 
 @register_space("slimmable")

@@ -7,11 +7,11 @@ from typing import Any, Literal
 
 import torch
 
+from nasden.atomic import atomic_write
 from nasden.cost import measure_latency
 from nasden.evaluation import evaluate_network, markdown_table
 from nasden.extract import extract
 from nasden.registry import register_strategy
-from nasden.atomic import atomic_write
 from nasden.run import StageContext
 from nasden.strategies.train import choose_arch
 from nasden.strategy import Strategy

@@ -13,7 +13,6 @@ FLOPs here are 2 per multiply-add (the paper counts multiply-adds: halve its bud
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -25,10 +24,10 @@ from nasden.dynamic import DynamicDenoiser
 from nasden.evaluation import evaluate_network, psnr_per_image
 from nasden.extract import extract
 from nasden.ops.gates import dds_gate
+from nasden.optimisation import Optimisation
 from nasden.recipe import RecipeError
 from nasden.registry import register_strategy
 from nasden.run import StageContext
-from nasden.schedule import cosine_lr, set_lr
 from nasden.strategy import Strategy
 from nasden.supernet import recalibrate_bn
 
@@ -129,45 +128,27 @@ class Gate(Strategy):
                 recalibrate_bn(run.supernet, c["arch"], calibration)
             networks.append(extract(run.supernet, c["arch"]).eval())
         gate, gate_spec = dds_gate(run.supernet, cfg.width, cfg.hidden, len(chosen))
-        optimizer = torch.optim.Adam([p for p in gate.parameters() if p.requires_grad], lr=cfg.lr)
-        start = 0
-        checkpoint = ctx.load_checkpoint()
-        if checkpoint is not None:
-            gate.load_state_dict(checkpoint["gate"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            start = checkpoint["step"]
+        loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
+                            parameters=[p for p in gate.parameters() if p.requires_grad])
         gate.train()
         gate.stem.eval()
-        last_saved = start
-        with ctx.progress(cfg.steps, start) as bar:
-            for step in range(start, cfg.steps):
-                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
-                noisy, clean = (t.to(run.device)
-                                for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
-                with torch.no_grad():
-                    psnr = torch.stack([psnr_per_image(net(noisy), clean) for net in networks], 1)
-                labels = gate_labels(psnr, cfg.beta, cfg.labels)
-                logits = gate(noisy)
-                ce = F.cross_entropy(logits, labels)
-                comp = complexity_loss(logits.softmax(1), flops, budget, high) \
-                    if budget is not None else torch.zeros((), device=run.device)
-                loss = ce + comp
-                ctx.check_loss(loss, step, last_saved)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                done = step + 1
-                bar.update()
-                if done % 10 == 0 or done == cfg.steps:
-                    ctx.scalar("loss/cross_entropy", ce.item(), done)
-                    ctx.scalar("loss/complexity", comp.item(), done)
-                    ctx.scalar("expected_flops", (logits.softmax(1) @ flops).mean().item(), done)
-                    ctx.scalar("accuracy", (logits.argmax(1) == labels).float().mean().item(), done)
-                    run.writer.add_histogram(f"{ctx.tag}/choices", logits.argmax(1), done)
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    ctx.save_checkpoint({"step": done, "gate": gate.state_dict(), "optimizer": optimizer.state_dict()})
-                    last_saved = done
+        for step in loop:
+            noisy, clean = (t.to(run.device)
+                            for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
+            with torch.no_grad():
+                psnr = torch.stack([psnr_per_image(net(noisy), clean) for net in networks], 1)
+            labels = gate_labels(psnr, cfg.beta, cfg.labels)
+            logits = gate(noisy)
+            probabilities = logits.softmax(1)
+            ce = F.cross_entropy(logits, labels)
+            comp = complexity_loss(probabilities, flops, budget, high) if budget is not None else torch.zeros(())
+            loop.backward(ce + comp, step)
+            done = loop.update(step)
+            loop.log(done, {"loss/cross_entropy": ce.item(), "loss/complexity": comp.item(),
+                            "expected_flops": (probabilities @ flops).mean().item(),
+                            "accuracy": (logits.argmax(1) == labels).float().mean().item()})
+            if done % loop.log_every == 0:
+                run.writer.add_histogram(f"{ctx.tag}/choices", logits.argmax(1), done)
         gate.eval()
         dynamic = DynamicDenoiser(gate, networks, flops.tolist()).eval()
         spec = {"kind": "dynamic", "archs": [c["arch"] for c in chosen], "flops": flops.tolist(), "gate": gate_spec}

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nasden.evaluation import arch_psnr
+from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import StageContext
-from nasden.schedule import cosine_lr, set_lr
 from nasden.space import Architecture, SearchSpace
 from nasden.strategy import Strategy
 
@@ -83,43 +83,24 @@ class Sandwich(Strategy):
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         supernet, space = run.supernet.train(), run.space
-        optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
-        start = 0
-        checkpoint = ctx.load_checkpoint()
-        if checkpoint is not None:
-            supernet.load_state_dict(checkpoint["supernet"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            start = checkpoint["step"]
+        loop = Optimisation(ctx, supernet, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         divergence = F.l1_loss if cfg.loss == "l1" else F.mse_loss
-        last_saved, scores = start, {}
-        with ctx.progress(cfg.steps, start) as bar:
-            for step in range(start, cfg.steps):
-                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
-                noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
-                noisy, clean = noisy.to(run.device), clean.to(run.device)
-                archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
-                optimizer.zero_grad(set_to_none=True)
-                outputs: list[Tensor] = []
-                total = 0.0
-                for index, arch in enumerate(archs):
-                    out = supernet(noisy, arch)
-                    loss = divergence(out, distill_target(cfg.distill, index, len(archs), clean, outputs))
-                    ctx.check_loss(loss, step, last_saved)
-                    loss.backward()
-                    total += loss.item()
-                    outputs.append(out.detach())
-                optimizer.step()
-                done = step + 1
-                bar.update()
-                if done % 10 == 0 or done == cfg.steps:
-                    ctx.scalar("loss", total, done)
-                    bar.set_postfix(loss=f"{total:.2e}")
-                if done % cfg.val_every == 0 or done == cfg.steps:
-                    scores = self._validate(ctx, done)
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    ctx.save_checkpoint({"step": done, "supernet": supernet.state_dict(),
-                                         "optimizer": optimizer.state_dict()})
-                    last_saved = done
+        scores: dict[str, float] = {}
+        for step in loop:
+            noisy, clean = (t.to(run.device) for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed))
+            archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
+            outputs: list[Tensor] = []
+            total = 0.0
+            for index, arch in enumerate(archs):  # one backward per sub-network: one graph in memory at a time
+                out = supernet(noisy, arch)
+                loss = divergence(out, distill_target(cfg.distill, index, len(archs), clean, outputs))
+                loop.backward(loss, step)
+                total += loss.item()
+                outputs.append(out.detach())
+            done = loop.update(step)
+            loop.log(done, {"loss": total})
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                scores = self._validate(ctx, done)
         if not scores:
             scores = self._validate(ctx, cfg.steps)
         ctx.say(f"  largest {scores['val_psnr_largest']:.2f} dB, smallest {scores['val_psnr_smallest']:.2f} dB")

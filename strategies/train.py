@@ -5,7 +5,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -13,9 +12,9 @@ from nasden.cost import cost
 from nasden.evaluation import score
 from nasden.extract import extract
 from nasden.inference import denoise
+from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
-from nasden.schedule import cosine_lr, set_lr
 from nasden.space import Architecture
 from nasden.strategy import Strategy
 from nasden.supernet import Supernet
@@ -83,35 +82,17 @@ class Train(Strategy):
         arch = choose_arch(run, cfg.arch)
         source = run.supernet if cfg.init == "supernet" else Supernet(run.space).to(run.device)
         model = extract(source, arch).to(run.device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        start = 0
-        checkpoint = ctx.load_checkpoint()
-        if checkpoint is not None:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            start = checkpoint["step"]
+        loop = Optimisation(ctx, model, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
-        last_saved, val_psnr = start, math.nan
-        with ctx.progress(cfg.steps, start) as bar:
-            for step in range(start, cfg.steps):
-                set_lr(optimizer, cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min))
-                noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
-                loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
-                ctx.check_loss(loss, step, last_saved)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                done = step + 1
-                bar.update()
-                if done % 10 == 0 or done == cfg.steps:
-                    ctx.scalar("loss", loss.item(), done)
-                    bar.set_postfix(loss=f"{loss.item():.2e}")
-                if done % cfg.val_every == 0 or done == cfg.steps:
-                    val_psnr = validate(model, ctx, done)
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    ctx.save_checkpoint({"step": done, "model": model.state_dict(),
-                                         "optimizer": optimizer.state_dict()})
-                    last_saved = done
+        val_psnr = math.nan
+        for step in loop:
+            noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
+            loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
+            loop.backward(loss, step)
+            done = loop.update(step)
+            loop.log(done, {"loss": loss.item()})
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                val_psnr = validate(model, ctx, done)
         if math.isnan(val_psnr):  # resumed after the last step
             val_psnr = validate(model, ctx, cfg.steps)
         model.eval()

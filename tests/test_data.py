@@ -5,8 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nasden.data import (BUILTIN_TRAIN, BUILTIN_VAL, DataError, PatchSampler, evaluation_pairs, load_set,
-                         pad_to_multiple)
+from nasden.data import BUILTIN_TRAIN, BUILTIN_VAL, DataError, PatchSampler, evaluation_pairs, load_set, pad_to_multiple
 from nasden.images import ImageError, ImageWarning, list_images, load_image, save_image
 from nasden.noise import NoiseConfig, add_noise
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 from nasden.ops.attention import DynamicTanhAttention
 from nasden.ops.base import OpSpec
 from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU
-from nasden.ops.convolution import (DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv,
-                                    UpsampleConv)
+from nasden.ops.convolution import DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv, UpsampleConv
 from nasden.registry import OPS
 
 

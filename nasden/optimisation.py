@@ -1,0 +1,71 @@
+"""The training loop every weight-training stage shares: Adam, a cosine schedule, resumable.
+
+    loop = Optimisation(ctx, model, steps=1000, lr=1e-3, lr_min=1e-6, checkpoint_every=200)
+    for step in loop:                 # learning rate set, gradients zeroed
+        loop.backward(loss_of(step), step)
+        done = loop.update(step)      # optimiser step; checkpoint when due
+        loop.log(done, {"loss": ...})
+
+The module's and optimiser's state and the step are the stage checkpoint: a resumed stage
+continues at the step after the last checkpoint with exactly the state it had.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from nasden.schedule import cosine_lr, set_lr
+
+if TYPE_CHECKING:
+    from nasden.run import StageContext
+
+
+class Optimisation:
+    """Adam over ``parameters`` (default: all of ``module``'s) with a cosine schedule, resumable."""
+
+    def __init__(self, ctx: StageContext, module: nn.Module, steps: int, lr: float, lr_min: float,
+                 checkpoint_every: int, parameters: Iterable[nn.Parameter] | None = None, log_every: int = 10):
+        self.ctx, self.module, self.steps = ctx, module, steps
+        self.lr, self.lr_min, self.checkpoint_every, self.log_every = lr, lr_min, checkpoint_every, log_every
+        self.optimizer = torch.optim.Adam(list(module.parameters() if parameters is None else parameters), lr=lr)
+        self.start = 0
+        state = ctx.load_checkpoint()
+        if state is not None:
+            module.load_state_dict(state["module"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start = state["step"]
+        self.last_saved = self.start
+
+    def __iter__(self) -> Iterator[int]:
+        with self.ctx.progress(self.steps, self.start) as self.bar:
+            for step in range(self.start, self.steps):
+                set_lr(self.optimizer, cosine_lr(step, self.steps, self.lr, self.lr_min))
+                self.optimizer.zero_grad(set_to_none=True)
+                yield step
+
+    def backward(self, loss: Tensor, step: int) -> None:
+        """Stop the stage on a NaN or infinite loss (keeping the last checkpoint), else backpropagate."""
+        self.ctx.check_loss(loss, step, self.last_saved)
+        loss.backward()
+
+    def update(self, step: int) -> int:
+        """Take the optimiser step, write the checkpoint when due; returns the number of steps done."""
+        self.optimizer.step()
+        self.bar.update()
+        done = step + 1
+        if done % self.checkpoint_every == 0 or done == self.steps:
+            self.ctx.save_checkpoint({"step": done, "module": self.module.state_dict(),
+                                      "optimizer": self.optimizer.state_dict()})
+            self.last_saved = done
+        return done
+
+    def log(self, done: int, scalars: dict[str, float]) -> None:
+        """Write ``scalars`` to TensorBoard every ``log_every`` steps and at the end."""
+        if done % self.log_every and done != self.steps:
+            return
+        for name, value in scalars.items():
+            self.ctx.scalar(name, value, done)
+        name, value = next(iter(scalars.items()))
+        self.bar.set_postfix({name: f"{value:.3g}"})
