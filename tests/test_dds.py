@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nasden.cli import main
 from nasden.dynamic import DynamicDenoiser
 from nasden.extract import extract
+from nasden.images import save_image
 from nasden.ops.gates import dds_gate
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
@@ -150,6 +152,20 @@ def test_dds_pipeline_end_to_end(tmp_path) -> None:
     assert spec["kind"] == "dynamic" and isinstance(model, DynamicDenoiser)
     row = summaries[3]["sets"][0]
     assert sum(row["choices"]) == 2 and min(flops) <= row["flops_per_pixel"] <= max(flops) + 200
+
+    noisy = torch.rand(1, 30, 40)
+    save_image(noisy, tmp_path / "noisy.png")
+    assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "out.png")]) == 0
+    assert (tmp_path / "out.png").exists()
+    assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["network"]["kind"] == "dynamic" and len(manifest["candidates"]) == 3
+    gate = torch.jit.load(str(tmp_path / "export" / manifest["gate"]))
+    x = torch.rand(3, 1, 24, 24)
+    choice = gate(x).argmax(1)
+    torch.testing.assert_close(choice, model.route(x))
+    first = torch.jit.load(str(tmp_path / "export" / manifest["candidates"][int(choice[0])]))
+    torch.testing.assert_close(first(x[:1]), model(x[:1]), atol=1e-5, rtol=0)
 
 
 def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None:
