@@ -78,10 +78,36 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sigma(run_dir: Path, sigma: float | None) -> None:
+    """Warn when ``--sigma`` is not a noise level the run's model was trained for."""
+    if sigma is None:
+        return
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    noise = recipe.data.noise
+    train = Path(recipe.data.train)
+    if (train / "noisy").is_dir():
+        trained = f"real noise pairs from {train}"
+    elif noise.kind != "gaussian":
+        trained = f"{noise.kind} noise"
+    else:
+        levels = noise.sigma if isinstance(noise.sigma, list) else [noise.sigma]
+        if min(levels) <= sigma <= max(levels):
+            return
+        trained = f"AWGN sigma {noise.sigma}"
+    warnings.warn(f"this model was trained on {trained}, not AWGN sigma {sigma:g}, and takes no noise-level "
+                  f"input; expect worse results", stacklevel=2)
+
+
 def _denoise(args: argparse.Namespace) -> int:
-    from nasden.inference import denoise
+    from nasden.dynamic import DynamicDenoiser
+    from nasden.inference import denoise, route_map
     from nasden.run import load_final
-    space, _, model = load_final(Path(args.run_dir))
+    run_dir = Path(args.run_dir)
+    space, _, model = load_final(run_dir)
+    _check_sigma(run_dir, args.sigma)
+    dynamic = isinstance(model, DynamicDenoiser)
+    if args.route_map and not dynamic:
+        raise RecipeError("--route-map needs a dynamic denoiser (a run that ended with a gate)")
     source, target = Path(args.input), Path(args.output)
     if source.is_dir():
         jobs = [(p, target / (p.stem + ".png")) for p in list_images(source)]
@@ -101,8 +127,17 @@ def _denoise(args: argparse.Namespace) -> int:
                 raise
             print(f"skipped: {err}", file=sys.stderr)
             continue
-        save_image(denoise(model, noisy, space.resolution_multiple), dst)
-        print(f"{src} → {dst}")
+        result = denoise(model, noisy, space.resolution_multiple, args.tile or None, args.overlap, args.route,
+                         quiet=args.quiet)
+        save_image(result.image, dst)
+        note = ""
+        if dynamic:
+            used = [result.choices.count(i) for i in range(len(model.candidates))]
+            note = f"  ({result.flops_per_pixel:.4g} FLOPs/pixel; {args.route} routing, tiles per candidate {used})"
+            if args.route_map:
+                save_image(route_map(result, len(model.candidates)), Path(args.route_map) if len(jobs) == 1
+                           else Path(args.route_map) / (src.stem + "_route.png"))
+        print(f"{src} → {dst}{note}")
     return 0
 
 
@@ -168,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("input", help="an image file or a folder of images")
     p.add_argument("output", help="output PNG file, or folder")
+    p.add_argument("--tile", type=int, default=512, help="tile size for large images (0: whole image; default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    p.add_argument("--route", choices=["image", "tile"], default="image",
+                   help="dynamic denoisers: one candidate per image, or per tile")
+    p.add_argument("--route-map", help="dynamic denoisers: write a PNG of the candidate each tile used")
+    p.add_argument("--sigma", type=float, help="the noise level of the input (checked against the training noise)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = command("export", _export, "export a run's final network as TorchScript or ONNX")
     p.add_argument("run_dir")
     p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
@@ -181,7 +223,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _one_line_warning
+    with warnings.catch_warnings():  # restores the warning printer when done (main may run in-process)
+        warnings.showwarning = _one_line_warning
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except USER_ERRORS as err:

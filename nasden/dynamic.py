@@ -18,12 +18,17 @@ class DynamicDenoiser(nn.Module):
         self.flops = [float(f) for f in flops]
         self.counts = torch.zeros(len(candidates), dtype=torch.long)
 
+    @property
+    def gate_flops(self) -> float:
+        """FLOPs per pixel the gate itself costs."""
+        return float(getattr(self.gate, "flops_per_pixel", 0.0))
+
     def route(self, x: Tensor) -> Tensor:
         """The candidate index chosen for every image of the batch."""
         return self.gate(x).argmax(1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        choice = self.route(x)
+    def run(self, x: Tensor, choice: Tensor) -> Tensor:
+        """Run each image on its chosen candidate, one call per candidate chosen."""
         self.counts += torch.bincount(choice.cpu(), minlength=len(self.candidates))
         first = int(choice[0])
         if bool((choice == first).all()):
@@ -34,6 +39,9 @@ class DynamicDenoiser(nn.Module):
             out[rows] = self.candidates[index](x[rows])
         return out
 
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(x, self.route(x))
+
     def reset_counts(self) -> None:
         self.counts.zero_()
 
@@ -41,5 +49,5 @@ class DynamicDenoiser(nn.Module):
         """Mean FLOPs/pixel actually spent (gate included) and the share of each candidate since the reset."""
         total = int(self.counts.sum())
         shares = [int(c) / total if total else 0.0 for c in self.counts]
-        flops = sum(s * f for s, f in zip(shares, self.flops)) + float(getattr(self.gate, "flops_per_pixel", 0.0))
+        flops = sum(s * f for s, f in zip(shares, self.flops)) + self.gate_flops
         return {"flops_per_pixel": flops, "choices": [int(c) for c in self.counts], "shares": shares}

@@ -32,7 +32,7 @@ def score(model: nn.Module, pairs: Sequence[tuple[str, Tensor, Tensor]], name: s
     model.eval()
     rows = []
     for _, noisy, clean in pairs:
-        out = denoise(model, noisy, multiple)
+        out = denoise(model, noisy, multiple).image
         rows.append((psnr(out, clean), psnr(out, clean, quantize=True), ssim(out, clean), psnr(noisy, clean)))
     n = len(rows)
     return SetScore(name, n, *(sum(r[i] for r in rows) / n for i in range(4)))

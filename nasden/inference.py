@@ -1,15 +1,124 @@
-"""Running a trained denoiser on whole images of any size."""
+"""Running a trained denoiser on whole images of any size: padding, overlapping tiles, per-tile routing.
+
+Large images are cut into overlapping tiles, denoised a batch of tiles at a time (memory is bounded
+by the tile size, not the image size) and blended back: each tile's weight is zero for the first
+``overlap // 4`` pixels from an edge it shares with a neighbour and rises linearly over the next
+``overlap // 2``, so seams vanish and, where the overlap exceeds four times the network's receptive
+radius, the result equals the whole-image result. With a dynamic denoiser the gate can choose a
+candidate per image or per tile (``route``); tiles that chose the same candidate run as one batch.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from nasden.data import pad_to_multiple
+from nasden.dynamic import DynamicDenoiser
+from nasden.tb import progress
+
+
+@dataclass
+class Denoised:
+    """A denoised image, the FLOPs spent per pixel of it (overlap included) and, for a dynamic
+    denoiser, the candidate each tile used (``choices``, with the tiles' ``boxes``)."""
+
+    image: Tensor
+    flops_per_pixel: float | None = None
+    choices: list[int] = field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of ``tile`` pixels covering ``size`` with at least ``overlap`` shared pixels."""
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, low_edge: bool, high_edge: bool) -> Tensor:
+    margin, rise = overlap // 4, max(1, overlap // 2)
+    position = torch.arange(length, dtype=torch.float32)
+    weight = torch.ones(length)
+    if low_edge:
+        weight = torch.minimum(weight, ((position - margin + 1) / rise).clamp(0, 1))
+    if high_edge:
+        weight = torch.minimum(weight, ((length - position - margin) / rise).clamp(0, 1))
+    return weight
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
-def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1) -> Tensor:
-    """Denoise one ``[C, H, W]`` image, padding to a multiple of ``multiple`` (U-Nets) and cropping back."""
-    device = next(model.parameters()).device
-    padded, (h, w) = pad_to_multiple(noisy[None].to(device), multiple)
-    return model(padded)[0, :, :h, :w].cpu()
+def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None = None, overlap: int = 32,
+            route: str = "image", batch: int = 4, quiet: bool = True) -> Denoised:
+    """Denoise one ``[C, H, W]`` image: padded to a multiple of ``multiple`` (U-Nets) and cropped back,
+    in ``tile``-pixel tiles when it is larger than that; ``route`` is ``image`` or ``tile`` for a
+    :class:`DynamicDenoiser`."""
+    if route not in ("image", "tile"):
+        raise ValueError(f"route must be 'image' or 'tile', got {route!r}")
+    device = _device(model)
+    padded, (h, w) = pad_to_multiple(noisy[None], multiple)
+    height, width = padded.shape[-2:]
+    dynamic = isinstance(model, DynamicDenoiser)
+    if tile is None or (height <= tile and width <= tile):
+        if dynamic and route == "tile":
+            tile = max(height, width)
+        else:
+            return _whole(model, padded.to(device), h, w)
+    tile = max(multiple, tile // multiple * multiple)
+    overlap = min(overlap, tile // 2) // multiple * multiple
+    boxes = [(top, left, min(tile, height), min(tile, width))
+             for top in tile_starts(height, tile, overlap) for left in tile_starts(width, tile, overlap)]
+    image_choice = int(model.route(padded.to(device))[0]) if dynamic and route == "image" else None
+    out = torch.zeros_like(padded)
+    weights = torch.zeros(1, 1, height, width)
+    choices: list[int] = []
+    macs = 0.0
+    with progress(len(boxes), desc="tiles", quiet=quiet) as bar:
+        for first in range(0, len(boxes), batch):
+            group = boxes[first: first + batch]
+            tiles = torch.cat([padded[..., t: t + th, lf: lf + tw] for t, lf, th, tw in group]).to(device)
+            if dynamic:
+                picks = model.route(tiles) if image_choice is None else torch.full((len(group),), image_choice)
+                results = model.run(tiles, picks)
+                choices += picks.tolist()
+                macs += sum(th * tw * (model.flops[int(p)] + model.gate_flops)
+                            for (_, _, th, tw), p in zip(group, picks))
+            else:
+                results = model(tiles)
+            for (t, lf, th, tw), result in zip(group, results.cpu()):
+                weight = (_ramp(th, overlap, t > 0, t + th < height)[:, None]
+                          * _ramp(tw, overlap, lf > 0, lf + tw < width)[None, :])
+                out[0, :, t: t + th, lf: lf + tw] += result * weight
+                weights[0, 0, t: t + th, lf: lf + tw] += weight
+            bar.update(len(group))
+    image = (out / weights)[0, :, :h, :w]
+    return Denoised(image, macs / (height * width) if dynamic else None, choices, boxes)
+
+
+def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:
+    if isinstance(model, DynamicDenoiser):
+        choice = model.route(padded)
+        result = model.run(padded, choice)
+        return Denoised(result[0, :, :h, :w].cpu(), model.flops[int(choice)] + model.gate_flops, choice.tolist(),
+                        [(0, 0, padded.shape[-2], padded.shape[-1])])
+    return Denoised(model(padded)[0, :, :h, :w].cpu())
+
+
+
+def route_map(result: Denoised, candidates: int) -> Tensor:
+    """An RGB picture ``[3, H, W]`` of which candidate each tile used (dark: cheapest, bright: dearest)."""
+    import matplotlib
+
+    height, width = result.image.shape[-2:]
+    index = torch.zeros(height, width)
+    for (top, left, th, tw), choice in zip(result.boxes, result.choices):
+        index[top: top + th, left: left + tw] = choice / max(1, candidates - 1)
+    colours = matplotlib.colormaps["viridis"](index.numpy())[..., :3]
+    return torch.from_numpy(colours).permute(2, 0, 1).float()

@@ -64,7 +64,7 @@ def validate(model: nn.Module, ctx: StageContext, step: int, samples: int = 1) -
     result = score(model, run.data.val, "val", run.resolution_multiple)
     ctx.scalar("val_psnr", result.psnr, step)
     for name, noisy, clean in run.data.val[:samples]:
-        log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, run.resolution_multiple),
+        log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, run.resolution_multiple).image,
                     clean, step)
     model.train()
     return result.psnr

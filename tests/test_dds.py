@@ -157,6 +157,9 @@ def test_dds_pipeline_end_to_end(tmp_path) -> None:
     save_image(noisy, tmp_path / "noisy.png")
     assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "out.png")]) == 0
     assert (tmp_path / "out.png").exists()
+    assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "tiled.png"), "--tile", "16",
+                 "--overlap", "8", "--route", "tile", "--route-map", str(tmp_path / "map.png")]) == 0
+    assert (tmp_path / "tiled.png").exists() and (tmp_path / "map.png").exists()
     assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert manifest["network"]["kind"] == "dynamic" and len(manifest["candidates"]) == 3

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasden.dynamic import DynamicDenoiser
+from nasden.extract import extract
+from nasden.inference import denoise, route_map, tile_starts
+from nasden.registry import SPACES
+from nasden.supernet import Supernet
+
+
+def small_net(**options):
+    space = SPACES.get("dncnn")(depth=3, channels=8, bn=False, **options)  # receptive radius 3
+    return space, extract(Supernet(space), space.largest()).eval()
+
+
+def test_tile_starts_cover_the_image_with_overlap() -> None:
+    assert tile_starts(100, 100, 16) == [0]
+    starts = tile_starts(300, 128, 32)
+    assert starts[0] == 0 and starts[-1] == 300 - 128
+    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("size", [(97, 130), (64, 64), (200, 37)])
+def test_tiled_output_equals_whole_image_output(size: tuple[int, int]) -> None:
+    _, net = small_net()
+    noisy = torch.rand(1, *size)
+    whole = denoise(net, noisy).image
+    tiled = denoise(net, noisy, tile=32, overlap=16, batch=3).image
+    assert tiled.shape == whole.shape
+    torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=0)  # overlap 16 ≥ 4 × radius 3: exact everywhere
+
+
+def test_unet_tiles_respect_the_size_multiple() -> None:
+    space = SPACES.get("unet")(levels=2, channels=8)
+    net = extract(Supernet(space), space.largest()).eval()
+    noisy = torch.rand(1, 90, 75)
+    out = denoise(net, noisy, space.resolution_multiple, tile=30, overlap=12).image
+    assert out.shape == noisy.shape and torch.isfinite(out).all()
+
+
+class HalfGate(torch.nn.Module):
+    """Bright tiles to candidate 1, dark ones to candidate 0."""
+
+    flops_per_pixel = 10.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bright = (x.mean((1, 2, 3)) > 0.5).float()
+        return torch.stack([1 - bright, bright], 1)
+
+
+def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    supernet = Supernet(space)
+    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
+                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    noisy = torch.zeros(1, 64, 128)
+    noisy[..., 64:] = 1.0  # right half bright
+    by_tile = denoise(model, noisy, tile=64, overlap=0, route="tile")
+    assert by_tile.choices == [0, 1]
+    assert by_tile.flops_per_pixel == pytest.approx((100 + 1000) / 2 + 10)
+    by_image = denoise(model, noisy, tile=64, overlap=0, route="image")
+    assert len(set(by_image.choices)) == 1
+    whole = denoise(model, noisy)  # no tiling: one choice for the image
+    assert len(whole.choices) == 1 and whole.flops_per_pixel in (110.0, 1010.0)
+    picture = route_map(by_tile, 2)
+    assert picture.shape == (3, 64, 128)
+    assert not torch.equal(picture[:, :, :64], picture[:, :, 64:])
