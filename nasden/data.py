@@ -47,10 +47,10 @@ class DataConfig:
     val_crop: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("patch", "batch", "val_images", "val_crop"):
+        for name, most in (("patch", 4096), ("batch", 65536), ("val_images", 100_000), ("val_crop", 65536)):
             value = getattr(self, name)
-            if value is not None and not 1 <= value <= 1_000_000:
-                raise ValueError(f"{name}: expected a positive integer (at most 1e6), got {value!r}")
+            if value is not None and not 1 <= value <= most:
+                raise ValueError(f"{name}: expected an integer in 1..{most}, got {value!r}")
 
 
 def builtin_folder() -> Path:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Mapping, Union
 
 import yaml
 
-from nasden.data import DataConfig
+from nasden.data import DataConfig, DataError, resolve_folder
 from nasden.registry import SPACES, STRATEGIES, UnknownNameError
 from nasden.space import SearchSpace, SpaceError
 
@@ -258,6 +258,13 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         name=name, seed=seed, device=device, source=source,
     )
     recipe.build_space()  # validates the space now, not half-way through a run
+    for key in ("train", "val"):
+        folder = getattr(recipe.data, key)
+        if folder != "builtin":
+            try:
+                resolve_folder(folder)
+            except DataError as err:
+                raise RecipeError(f"{source}: data.{key}: {err}") from None
     return recipe
 
 

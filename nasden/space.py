@@ -37,6 +37,7 @@ from nasden.registry import OPS
 Architecture = dict[str, Any]
 ChoiceKind = Literal["op", "width", "input", "nm"]
 MERGES = ("add", "concat")
+MAX_CHANNELS = 16384
 TERMINALS = ("input", "output")
 
 
@@ -317,8 +318,8 @@ def _validate_layer(attrs: Mapping[str, Any], name: str, preds: tuple[str, ...],
         raise SpaceError(f"node {name!r}: candidate ops {list(ops)} change the resolution differently")
     preserving = any(spec.preserves_channels for spec in specs)
     channels = attrs.get("channels", cin if preserving else None)
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-        raise SpaceError(f"node {name!r}: channels must be a positive integer, got {channels!r}")
+    if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= MAX_CHANNELS:
+        raise SpaceError(f"node {name!r}: channels must be a positive integer up to {MAX_CHANNELS}, got {channels!r}")
     widths = attrs.get("widths")
     if preserving and (channels != cin or widths is not None):
         raise SpaceError(f"node {name!r}: op(s) {[s.name for s in specs if s.preserves_channels]} keep their input's "

@@ -51,8 +51,8 @@ def dncnn_graph(depth: int = 17, channels: int = 64, image_channels: int = 1, bn
 
     ``attention`` puts DDS-Net's attention head after the first conv block.
     """
-    if depth < 2:
-        raise ValueError(f"dncnn depth must be at least 2, got {depth}")
+    if not 2 <= depth <= 1000:
+        raise ValueError(f"dncnn depth must be in 2..1000, got {depth}")
     b = _Builder(image_channels, group, min_ratio)
     for i in range(1, depth):
         b.layer(f"conv{i}", "conv3x3", channels)
@@ -70,8 +70,8 @@ def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, gro
 
     ``attention`` puts DDS-Net's attention head after the first conv block.
     """
-    if levels < 1:
-        raise ValueError(f"unet levels must be at least 1, got {levels}")
+    if not 1 <= levels <= 8:
+        raise ValueError(f"unet levels must be in 1..8, got {levels}")
     b = _Builder(image_channels, group, min_ratio)
     skips = []
     for level in range(levels + 1):

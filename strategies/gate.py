@@ -63,8 +63,10 @@ class GateConfig:
         for name in ("steps", "checkpoint_every", "hidden", "calibration_batches"):
             if not 1 <= getattr(self, name) <= 100_000_000:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.beta < 0 or (self.budget_flops is not None and self.budget_flops <= 0):
-            raise ValueError("beta: expected beta >= 0 and a positive budget_flops")
+        if not 0 <= self.beta <= 100:
+            raise ValueError(f"beta: expected a PSNR threshold in [0, 100] dB, got {self.beta}")
+        if self.budget_flops is not None and self.budget_flops <= 0:
+            raise ValueError(f"budget_flops: expected a positive number, got {self.budget_flops}")
         if not 0 < self.lr_min <= self.lr <= 10:
             raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
 
