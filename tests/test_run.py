@@ -17,6 +17,7 @@ from nasden.cli import main
 from nasden.recipe import parse_recipe
 from nasden.run import create_run, execute, load_final, load_torch
 from nasden.strategy import StageFailed
+from nasden.testing.conformance import without_timings
 
 TINY = {
     "name": "tiny", "seed": 5, "device": "cpu",
@@ -73,35 +74,48 @@ def test_search_denoise_export_eval(tmp_path, capsys) -> None:
     assert main(["search", str(recipe_file(tmp_path)), "--out", str(run)]) == 2  # refuses to overwrite a run
 
 
-def _final_weights(run_dir):
-    return load_torch(run_dir / "final.pt")["state_dict"]
+def _context_weights(run_dir):
+    context = load_torch(run_dir / "context.pt")
+    return {**context["supernet"], **{f"final.{k}": v for k, v in (context["final"] or {}).items()}}
 
 
-def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path) -> None:
-    data = {**TINY, "stages": [{**TINY["stages"][0], "steps": 3000, "checkpoint_every": 25, "val_every": 3000}]}
-    path = recipe_file(tmp_path, data)
+SLIMMABLE = {"name": "slimmable", "depth": 3, "channels": 16}
+KILLED_STAGES = {  # stage kind → (space, stages); the last stage is killed after its first checkpoint
+    "train": (TINY["space"], [{"strategy": "train", "steps": 300, "checkpoint_every": 5, "val_every": 300}]),
+    "sandwich": (SLIMMABLE, [{"strategy": "sandwich", "steps": 200, "checkpoint_every": 5, "val_every": 200,
+                              "val_size": 32}]),
+    "gate": (SLIMMABLE, [{"strategy": "sandwich", "steps": 5, "val_size": 32},
+                         {"strategy": "progressive_slimming", "group": 8, "val_images": 1, "val_size": 32},
+                         {"strategy": "gate", "candidates": 3, "steps": 200, "checkpoint_every": 5}]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KILLED_STAGES))
+def test_kill_9_then_resume_matches_uninterrupted_run(kind: str, tmp_path) -> None:
+    space, stages = KILLED_STAGES[kind]
+    path = recipe_file(tmp_path, {**TINY, "space": space, "stages": stages})
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "nasden.cli", "search", str(path), "--out", str(killed),
                                 "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = killed / "stages" / "00-train" / "checkpoint.pt"
+    checkpoint = killed / "stages" / f"{len(stages) - 1:02d}-{kind}" / "checkpoint.pt"
     deadline = time.time() + 120
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+        time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (killed / "final.pt").exists(), "the run finished before it could be killed"
-    step = load_torch(checkpoint)["step"]
-    assert 0 < step < 3000
+    assert len(list((killed / "stages").glob("*/result.json"))) == len(stages) - 1, "killed at the wrong moment"
+    assert 0 < load_torch(checkpoint)["step"] < stages[-1]["steps"]
     assert main(["resume", str(killed), "--quiet"]) == 0
 
     straight = tmp_path / "straight"
     assert main(["search", str(path), "--out", str(straight), "--quiet"]) == 0
-    a, b = _final_weights(killed), _final_weights(straight)
+    a, b = _context_weights(killed), _context_weights(straight)
+    assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
-    assert (json.loads((killed / "stages/00-train/result.json").read_text())
-            == json.loads((straight / "stages/00-train/result.json").read_text()))
+    for result in sorted((killed / "stages").glob("*/result.json")):
+        twin = straight / "stages" / result.parent.name / "result.json"
+        assert without_timings(json.loads(result.read_text())) == without_timings(json.loads(twin.read_text()))
 
 
 def test_nan_loss_stops_the_stage_and_keeps_the_last_checkpoint(tmp_path, monkeypatch) -> None:
