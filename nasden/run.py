@@ -195,5 +195,7 @@ def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Searc
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: no final network yet (final.pt); a train or gate stage writes it")
     state = load_torch(path)
+    if not isinstance(state, dict) or not {"spec", "state_dict"} <= state.keys():
+        raise FileNotFoundError(f"{path}: not a final network written by this version of nasden; run the recipe again")
     space = recipe.build_space()
     return space, state["spec"], trained_network(space, state["spec"], state["state_dict"], device)
