@@ -8,17 +8,15 @@ space A*) becomes the run's candidate list for a following ``gate`` stage.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from nasden.atomic import atomic_write
 from nasden.cost import cost
 from nasden.evaluation import arch_psnr
 from nasden.plots import psnr_flops_figure, save_png
 from nasden.registry import register_strategy
-from nasden.run import StageContext
+from nasden.run import StageContext, save_json
 from nasden.space import Architecture, Choice
 from nasden.strategy import Strategy
 
@@ -89,7 +87,7 @@ class ProgressiveSlimming(Strategy):
                 bar.update()
         seconds = time.perf_counter() - started
         run.candidates = record
-        atomic_write(ctx.dir / "routing_space.json", lambda tmp: open(tmp, "w").write(json.dumps(record, indent=1)))
+        save_json(record, ctx.dir / "routing_space.json")
         points = [(e["flops_per_pixel"], e["psnr"]) for e in record]
         figure = psnr_flops_figure({"progressive slimming": points}, "routing space (validation PSNR)")
         save_png(figure, ctx.dir / "routing_space.png")
