@@ -69,10 +69,6 @@ class RunContext:
         self.summaries: list[dict[str, Any]] = []
 
     @property
-    def resolution_multiple(self) -> int:
-        return self.space.resolution_multiple
-
-    @property
     def final_arch(self) -> Architecture | None:
         """The architecture of a static final network (None for a dynamic one)."""
         return self.final_spec.get("arch") if self.final_spec else None
