@@ -61,11 +61,11 @@ def choose_arch(ctx: RunContext, setting: str | dict[str, Any]) -> Architecture:
 def validate(model: nn.Module, ctx: StageContext, step: int, samples: int = 1) -> float:
     """Mean PSNR on the run's validation images; logs it and a few denoised samples."""
     run = ctx.run
-    result = score(model, run.data.val, "val", run.space.resolution_multiple)
+    multiple = run.space.resolution_multiple
+    result = score(model, run.data.val, "val", multiple)
     ctx.scalar("val_psnr", result.psnr, step)
     for name, noisy, clean in run.data.val[:samples]:
-        log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, run.space.resolution_multiple).image,
-                    clean, step)
+        log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, multiple).image, clean, step)
     model.train()
     return result.psnr
 
