@@ -176,3 +176,20 @@ def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None
     run = create_run(parse_recipe(recipe), tmp_path / "run")
     with pytest.raises(RecipeError, match=r"stages.2.budget_flops: a budget of 1e\+09 FLOPs/pixel is outside"):
         execute(run, quiet=True)
+
+
+def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:
+    pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (in the 'onnx' extra) is not installed")
+    recipe = {**DDS_TINY, "stages": DDS_TINY["stages"][:3]}
+    run = create_run(parse_recipe(recipe), tmp_path / "run")
+    execute(run, quiet=True)
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    _, _, model = load_final(run)
+    x = torch.rand(2, 1, 40, 24)
+    (logits,) = ort.InferenceSession(str(tmp_path / "onnx" / manifest["gate"])).run(None, {"noisy": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(logits), model.gate(x), atol=1e-4, rtol=1e-4)
+    for index, name in enumerate(manifest["candidates"]):
+        (y,) = ort.InferenceSession(str(tmp_path / "onnx" / name)).run(None, {"noisy": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(y), model.candidates[index](x), atol=1e-5, rtol=0)
