@@ -52,7 +52,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _first_line(obj: object) -> str:
-    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+    return obj.__doc__.strip().splitlines()[0] if obj.__doc__ else ""
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -67,14 +67,14 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from nasden.evaluation import evaluate_network, markdown_table
-    from nasden.run import load_final
+    from nasden.run import load_final, save_json
     space, spec, model = load_final(Path(args.run_dir))
     images = load_set(args.data, space.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
     row = {**evaluate_network(model, space, spec, pairs, str(args.data)), "sigma": args.sigma}
     print(markdown_table([row]), end="")
     if args.json:
-        Path(args.json).write_text(json.dumps(row, indent=2) + "\n")
+        save_json(row, Path(args.json))
     return 0
 
 
