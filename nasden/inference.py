@@ -79,7 +79,7 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
     out = torch.zeros_like(padded)
     weights = torch.zeros(1, 1, height, width)
     choices: list[int] = []
-    macs = 0.0
+    spent = 0.0  # FLOPs of every tile's candidate and gate, overlap included
     with progress(len(boxes), desc="tiles", quiet=quiet) as bar:
         for first in range(0, len(boxes), batch):
             group = boxes[first: first + batch]
@@ -88,7 +88,7 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
                 picks = model.route(tiles) if image_choice is None else torch.full((len(group),), image_choice)
                 results = model.run(tiles, picks)
                 choices += picks.tolist()
-                macs += sum(th * tw * (model.flops[int(p)] + model.gate_flops)
+                spent += sum(th * tw * (model.flops[int(p)] + model.gate_flops)
                             for (_, _, th, tw), p in zip(group, picks))
             else:
                 results = model(tiles)
@@ -99,7 +99,7 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
                 weights[0, 0, t: t + th, lf: lf + tw] += weight
             bar.update(len(group))
     image = (out / weights)[0, :, :h, :w]
-    return Denoised(image, macs / (height * width) if dynamic else None, choices, boxes)
+    return Denoised(image, spent / (height * width) if dynamic else None, choices, boxes)
 
 
 def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:

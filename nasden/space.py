@@ -30,7 +30,6 @@ from typing import Any, Literal, Mapping
 
 import networkx as nx
 
-from nasden.ops.base import OpSpec
 from nasden.ops.nm import parse_nm
 from nasden.registry import OPS
 
@@ -94,10 +93,6 @@ class Node:
     width_label: str | None = None
     input_label: str | None = None
     nm_label: str | None = None
-
-    @property
-    def spec(self) -> OpSpec:
-        return OPS.get(self.ops[0])
 
     @property
     def preserves_channels(self) -> bool:

@@ -142,3 +142,16 @@ def test_rgb_unet_run(tmp_path) -> None:
     run = create_run(parse_recipe(data), tmp_path / "run")
     summaries = execute(run, quiet=True)
     assert summaries[0]["val_psnr"] > 0
+
+
+def test_choice_probabilities_are_logged_per_label_and_candidate(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nasden.tb import log_choice_probabilities, open_writer
+    writer = open_writer(tmp_path)
+    log_choice_probabilities(writer, {"op:c1": {"conv3x3": 0.7, "conv5x5": 0.3}}, step=5)
+    writer.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["arch/op:c1/conv3x3", "arch/op:c1/conv5x5"]
+    assert events.Scalars("arch/op:c1/conv3x3")[0].value == pytest.approx(0.7)
