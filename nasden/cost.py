@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nasden.registry import OPS
-from nasden.shapes import chosen_input, chosen_nm, chosen_op, layouts
+from nasden.shapes import chosen_input, chosen_nm, chosen_op, layouts, live_nodes
 from nasden.space import SearchSpace
 
 
@@ -20,7 +20,8 @@ class Cost:
     """Multiply-adds per pixel of the input image and parameter count of an architecture.
 
     Convolutions are counted as ``torch.utils.flop_counter`` counts them (bias, BN, ReLU,
-    pooling and interpolation are free). An N:M-sparse layer counts its dense multiply-adds
+    pooling, interpolation and unfolding updates are free); layers that a chosen input skips
+    are not counted. An N:M-sparse layer counts its dense multiply-adds
     × N/M, as the N:M pruning literature does; parameters are the dense count.
     """
 
@@ -36,9 +37,12 @@ class Cost:
 def cost(space: SearchSpace, arch: Mapping[str, Any]) -> Cost:
     """The :class:`Cost` of a discrete architecture, without building any module."""
     shapes = layouts(space, arch)
+    live = live_nodes(space, arch)
     macs, params = 0.0, 0
     for name, node in space.nodes.items():
-        if node.kind != "layer":
+        if node.kind == "unfold" and name in live:
+            params += 2
+        if node.kind != "layer" or name not in live:
             continue
         cin = shapes[chosen_input(node, arch)].channels
         layer_macs, layer_params = OPS.get(chosen_op(node, arch)).cost(cin, shapes[name].channels)

@@ -7,6 +7,7 @@ sees exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -142,6 +143,20 @@ class PatchSampler:
         self.noisy = [images.noisy[i] for i in keep] if images.noisy is not None else None
         self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed
         self.smallest_side = min(min(img.shape[1:]) for img in self.clean)
+
+    def halves(self) -> tuple[PatchSampler, PatchSampler]:
+        """Two samplers over disjoint halves of the training images (even and odd positions), as
+        differentiable search trains weights on one and architecture parameters on the other."""
+        if len(self.clean) < 2:
+            raise DataError("splitting the training images in two halves needs at least two images")
+        halves = []
+        for start in (0, 1):
+            half = copy.copy(self)
+            half.clean = self.clean[start::2]
+            half.noisy = None if self.noisy is None else self.noisy[start::2]
+            half.smallest_side = min(min(img.shape[1:]) for img in half.clean)
+            halves.append(half)
+        return halves[0], halves[1]
 
     def batch(self, step: int, batch: int | None = None, stream: int = 0,
               patch: int | None = None) -> tuple[Tensor, Tensor]:

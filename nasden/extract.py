@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from nasden.shapes import chosen_input, chosen_nm, chosen_op, chosen_width, layouts
+from nasden.ops.unfold import UnfoldStep
+from nasden.shapes import chosen_input, chosen_nm, chosen_op, chosen_width, layouts, live_nodes
 from nasden.space import is_relaxed
 from nasden.supernet import Supernet, last_uses
 
@@ -43,6 +44,8 @@ class StaticNet(nn.Module):
                 y = torch.cat([values[i] for i in inputs], 1)
             elif kind == "layer":
                 y = self.layers[name](values[inputs[0]])
+            elif kind == "unfold":
+                y = self.layers[name](values[inputs[0]], values[inputs[1]], x)
             else:  # output
                 y = values[inputs[0]]
             values[name] = y
@@ -59,15 +62,24 @@ def extract(supernet: Supernet, arch: Mapping[str, Any]) -> StaticNet:
         raise ValueError("extract needs a discrete architecture; derive one from the relaxed architecture first")
     space.check(arch)
     shapes = layouts(space, arch)
+    live = live_nodes(space, arch)
     steps: list[tuple[str, str, tuple[str, ...]]] = []
     layers: dict[str, nn.Module] = {}
     for name, node in space.nodes.items():
+        if name not in live:
+            continue
+        if node.kind == "unfold":
+            step = UnfoldStep()
+            step.load_state_dict(supernet.unfold[name].state_dict())
+            layers[name] = step
         if node.kind != "layer":
             steps.append((name, node.kind, node.preds))
             continue
         source = chosen_input(node, arch)
         op = supernet.layers[name].candidates[chosen_op(node, arch)]
         static = op.extract(shapes[source], chosen_width(node, arch), chosen_nm(node, arch))
+        if node.pre_relu:
+            static = nn.Sequential(nn.ReLU(), static)
         layers[name] = static.train(supernet.training)
         steps.append((name, "layer", (source,)))
     return StaticNet(steps, layers, space.residual).to(next(supernet.parameters()).device)

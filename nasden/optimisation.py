@@ -11,7 +11,7 @@ continues at the step after the last checkpoint with exactly the state it had.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -23,11 +23,17 @@ if TYPE_CHECKING:
 
 
 class Optimisation:
-    """Adam over ``parameters`` (default: all of ``module``'s) with a cosine schedule, resumable."""
+    """Adam over ``parameters`` (default: all of ``module``'s) with a cosine schedule, resumable.
+
+    ``companions`` are further objects with ``state_dict``/``load_state_dict`` (a second optimiser,
+    a record of figures) saved in and restored from the same checkpoint.
+    """
 
     def __init__(self, ctx: StageContext, module: nn.Module, steps: int, lr: float, lr_min: float,
-                 checkpoint_every: int, parameters: Iterable[nn.Parameter] | None = None, log_every: int = 10):
+                 checkpoint_every: int, parameters: Iterable[nn.Parameter] | None = None, log_every: int = 10,
+                 companions: Mapping[str, Any] | None = None):
         self.ctx, self.module, self.steps = ctx, module, steps
+        self.companions = dict(companions or {})
         self.lr, self.lr_min, self.checkpoint_every, self.log_every = lr, lr_min, checkpoint_every, log_every
         self.optimizer = torch.optim.Adam(list(module.parameters() if parameters is None else parameters), lr=lr)
         self.start = 0
@@ -35,6 +41,8 @@ class Optimisation:
         if state is not None:
             module.load_state_dict(state["module"])
             self.optimizer.load_state_dict(state["optimizer"])
+            for name, companion in self.companions.items():
+                companion.load_state_dict(state["companions"][name])
             self.start = state["step"]
         self.last_saved = self.start
 
@@ -57,7 +65,8 @@ class Optimisation:
         done = step + 1
         if done % self.checkpoint_every == 0 or done == self.steps:
             self.ctx.save_checkpoint({"step": done, "module": self.module.state_dict(),
-                                      "optimizer": self.optimizer.state_dict()})
+                                      "optimizer": self.optimizer.state_dict(),
+                                      "companions": {name: c.state_dict() for name, c in self.companions.items()}})
             self.last_saved = done
         return done
 

@@ -26,6 +26,22 @@ def chosen_nm(node: Node, arch: Mapping[str, Any]) -> NM | None:
     return parse_nm(arch[node.nm_label]) if node.nm_label else None
 
 
+def live_nodes(space: SearchSpace, arch: Mapping[str, Any]) -> set[str]:
+    """The nodes the output depends on under ``arch``: a layer reads only its chosen input, so the layers
+    a dense depth connection skips are dead. With a relaxed input choice every input is live."""
+    live: set[str] = set()
+    stack = [space.output_node.name]
+    while stack:
+        name = stack.pop()
+        if name in live:
+            continue
+        live.add(name)
+        node = space.nodes[name]
+        discrete_input = node.input_label is not None and isinstance(arch[node.input_label], str)
+        stack.extend([chosen_input(node, arch)] if discrete_input else node.preds)
+    return live
+
+
 def layouts(space: SearchSpace, arch: Mapping[str, Any]) -> dict[str, Layout]:
     """The output :class:`Layout` of every node under the discrete architecture ``arch``."""
     result: dict[str, Layout] = {}
@@ -34,6 +50,8 @@ def layouts(space: SearchSpace, arch: Mapping[str, Any]) -> dict[str, Layout]:
             result[node.name] = Layout.dense(node.channels)
         elif node.kind == "output":
             result[node.name] = result[node.preds[0]]
+        elif node.kind == "unfold":
+            result[node.name] = Layout.dense(node.channels)
         elif node.kind == "add":
             first = result[node.preds[0]]
             for pred in node.preds[1:]:

@@ -5,10 +5,15 @@ A space is a ``networkx.DiGraph``. Each node is one of
 * ``op: input`` (``channels`` 1 or 3) and ``op: output`` (one predecessor, whose channels are the
   network's output channels), exactly one of each;
 * ``op: add`` / ``op: concat``, merging two or more predecessors of equal resolution;
+* ``op: unfold``, one step of a model-guided unfolded network (MoD-NAS Eq. 6b),
+  ``x_t = x_{t-1} - delta [(x_{t-1} - y) + eta (x_{t-1} - v_t)]`` with learnable scalars: its inputs
+  are the network input ``y``, the previous estimate ``x_{t-1}`` (the input itself at t = 1) and the
+  denoiser's output ``v_t``, named by the attribute ``denoised``;
 * a layer: ``op`` is an op name or a list of candidate op names (an ``op`` choice), ``channels``
   its widest output width, optional ``widths`` (a ``width`` choice), optional ``nm`` patterns such
-  as ``["1:4", "2:4", "4:4"]`` (an ``nm`` choice). Channel-preserving ops (relu, bn, identity) need
-  no ``channels``.
+  as ``["1:4", "2:4", "4:4"]`` (an ``nm`` choice), ``pre_relu: true`` to apply ReLU to its input
+  before every candidate op (pre-activation, shared by all candidates). Channel-preserving ops
+  (relu, bn, identity) need no ``channels``.
 
 Decisions are labelled ``op:<node>``, ``width:<node>``, ``input:<node>``, ``nm:<node>`` unless
 a node sets ``op_label`` / ``label`` (width) / ``nm_label``; nodes with the same label share one
@@ -38,6 +43,7 @@ ChoiceKind = Literal["op", "width", "input", "nm"]
 MERGES = ("add", "concat")
 MAX_CHANNELS = 16384
 TERMINALS = ("input", "output")
+NOT_LAYERS = MERGES + TERMINALS + ("unfold",)
 
 
 class SpaceError(ValueError):
@@ -80,7 +86,7 @@ class Node:
     """A validated node: what it computes and which labels decide it."""
 
     name: str
-    kind: Literal["input", "output", "add", "concat", "layer"]
+    kind: Literal["input", "output", "add", "concat", "unfold", "layer"]
     ops: tuple[str, ...]
     channels: int  # widest output channels
     in_channels: int  # widest input channels (0 for the input node)
@@ -93,6 +99,7 @@ class Node:
     width_label: str | None = None
     input_label: str | None = None
     nm_label: str | None = None
+    pre_relu: bool = False
 
     @property
     def preserves_channels(self) -> bool:
@@ -258,7 +265,7 @@ def _validate_node(graph: nx.DiGraph, name: str, done: dict[str, Node]) -> Node:
         if channels not in (1, 3):
             raise SpaceError(f"input node {name!r}: channels must be 1 (gray) or 3 (RGB), got {channels!r}")
         return Node(name, "input", (), channels, 0, (), 0)
-    if any(candidate) and (op in MERGES + TERMINALS or not all(candidate)):
+    if any(candidate) and (op in NOT_LAYERS or not all(candidate)):
         raise SpaceError(f"node {name!r}: candidate edges must be all of the in-edges of a layer node")
     if op == "output":
         if len(preds) != 1:
@@ -284,7 +291,29 @@ def _validate_node(graph: nx.DiGraph, name: str, done: dict[str, Node]) -> Node:
                                  f"{ins[0].name!r} has {ins[0].channels}; expected equal")
         channels = sum(n.channels for n in ins) if op == "concat" else ins[0].channels
         return Node(name, op, (), channels, channels, preds, ins[0].scale)
+    if op == "unfold":
+        return _validate_unfold(attrs, name, preds, done)
     return _validate_layer(attrs, name, preds, any(candidate), done)
+
+
+def _validate_unfold(attrs: Mapping[str, Any], name: str, preds: tuple[str, ...], done: dict[str, Node]) -> Node:
+    """An unfolding step; its ``preds`` become ``(previous estimate, denoised)``."""
+    source = next(n for n in done.values() if n.kind == "input")
+    denoised = attrs.get("denoised")
+    if denoised not in preds or denoised == source.name:
+        raise SpaceError(f"unfold node {name!r}: 'denoised' must name the denoiser output among its inputs "
+                         f"{list(preds)}, got {denoised!r}")
+    others = [p for p in preds if p not in (denoised, source.name)]
+    if source.name not in preds or len(others) > 1:
+        raise SpaceError(f"unfold node {name!r}: expected inputs: the input node {source.name!r}, the previous "
+                         f"estimate (omit it at the first step) and the denoiser output; got {list(preds)}")
+    previous = others[0] if others else source.name
+    for pred in (previous, denoised):
+        node = done[pred]
+        if node.channels != source.channels or node.widths is not None or node.scale != 0:
+            raise SpaceError(f"unfold node {name!r}: input {pred!r} must be a fixed {source.channels}-channel "
+                             f"image at full resolution")
+    return Node(name, "unfold", (), source.channels, source.channels, (previous, denoised), 0)
 
 
 def _validate_layer(attrs: Mapping[str, Any], name: str, preds: tuple[str, ...], candidate_inputs: bool,
@@ -343,13 +372,16 @@ def _validate_layer(attrs: Mapping[str, Any], name: str, preds: tuple[str, ...],
         if unsupported:
             raise SpaceError(f"node {name!r}: ops {unsupported} do not support N:M sparsity")
         nm = tuple(str(p) for p in nm)
+    pre_relu = attrs.get("pre_relu", False)
+    if not isinstance(pre_relu, bool):
+        raise SpaceError(f"node {name!r}: pre_relu must be true or false, got {pre_relu!r}")
     return Node(
         name=name, kind="layer", ops=ops, channels=channels, in_channels=cin, preds=preds,
         scale=in_scale + specs[0].scale, candidate_inputs=candidate_inputs, widths=widths, nm=nm,
         op_label=_label(attrs.get("op_label"), "op", name) if len(ops) > 1 else None,
         width_label=_label(attrs.get("label"), "width", name) if widths is not None else None,
         input_label=_label(None, "input", name) if candidate_inputs and len(preds) > 1 else None,
-        nm_label=_label(attrs.get("nm_label"), "nm", name) if nm is not None else None,
+        nm_label=_label(attrs.get("nm_label"), "nm", name) if nm is not None else None, pre_relu=pre_relu,
     )
 
 

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from nasden.ops.channelwise import DynamicBatchNorm
 from nasden.ops.mixed import MixedOp
 from nasden.ops.nm import parse_nm
-from nasden.shapes import chosen_input
+from nasden.ops.unfold import UnfoldStep
+from nasden.shapes import chosen_input, live_nodes
 from nasden.space import Architecture, Node, SearchSpace
 
 
@@ -55,13 +56,15 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.layers = nn.ModuleDict({
-            node.name: MixedOp(node.ops, node.in_channels, node.channels)
+            node.name: MixedOp(node.ops, node.in_channels, node.channels, node.pre_relu)
             for node in space.nodes.values() if node.kind == "layer"
         })
+        self.unfold = nn.ModuleDict({node.name: UnfoldStep() for node in space.nodes.values() if node.kind == "unfold"})
         order = list(space.nodes)
         self._frees = last_uses(order, {name: space.nodes[name].preds for name in order})
         self._active: Architecture | None = None
         self._largest = space.largest()
+        self._input_labels = any(choice.kind == "input" for choice in space.choices().values())
 
     @contextmanager
     def active(self, arch: Architecture) -> Iterator[Supernet]:
@@ -81,11 +84,13 @@ class Supernet(nn.Module):
         if x.shape[1] != self.space.in_channels:
             raise ValueError(f"space {self.space.name!r} takes {self.space.in_channels}-channel images, "
                              f"got a tensor of shape {tuple(x.shape)}")
+        live = live_nodes(self.space, arch) if self._input_labels else None
         values: dict[str, Tensor] = {}
         for name, node in self.space.nodes.items():
-            values[name] = self._node(node, x, values, arch)
+            if live is None or name in live:
+                values[name] = self._node(node, x, values, arch)
             for dead in self._frees[name]:
-                del values[dead]
+                values.pop(dead, None)
         out = values[self.space.output_node.name]
         return x - out if self.space.residual else out
 
@@ -96,6 +101,8 @@ class Supernet(nn.Module):
             return values[node.preds[0]]
         if node.kind == "add":
             return _weighted_sum([values[p] for p in node.preds])
+        if node.kind == "unfold":
+            return self.unfold[node.name](values[node.preds[0]], values[node.preds[1]], x)
         if node.kind == "concat":
             return torch.cat([_pad_channels(values[p], self.space.nodes[p].channels) for p in node.preds], 1)
         if node.input_label and isinstance(arch[node.input_label], Tensor):

@@ -20,7 +20,7 @@ class _Builder:
         self.graph.add_node("input", op="input", channels=image_channels)
         self.group, self.min_ratio, self.last = group, min_ratio, "input"
 
-    def layer(self, name: str, op: str, channels: int | None = None, src: str | None = None,
+    def layer(self, name: str, op: str | list[str], channels: int | None = None, src: str | None = None,
               slimmable: bool = True) -> str:
         attrs: dict = {"op": op}
         if channels is not None:
@@ -46,16 +46,18 @@ class _Builder:
 
 
 def dncnn_graph(depth: int = 17, channels: int = 64, image_channels: int = 1, bn: bool = True,
-                group: int | None = None, min_ratio: float = 0.25, attention: bool = False) -> nx.DiGraph:
+                group: int | None = None, min_ratio: float = 0.25, attention: bool = False,
+                ops: list[str] | None = None) -> nx.DiGraph:
     """DnCNN: conv+ReLU, (depth-2) × conv+BN+ReLU, conv; residual learning (predicts the noise).
 
-    ``attention`` puts DDS-Net's attention head after the first conv block.
+    ``attention`` puts DDS-Net's attention head after the first conv block. ``ops`` makes every
+    hidden layer (all but the first and last) an op choice among these candidates.
     """
     if not 2 <= depth <= 1000:
         raise ValueError(f"dncnn depth must be in 2..1000, got {depth}")
     b = _Builder(image_channels, group, min_ratio)
     for i in range(1, depth):
-        b.layer(f"conv{i}", "conv3x3", channels)
+        b.layer(f"conv{i}", ops if ops and i > 1 else "conv3x3", channels)
         if bn and i > 1:
             b.layer(f"bn{i}", "bn")
         b.layer(f"relu{i}", "relu")
@@ -98,9 +100,9 @@ def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, gro
 
 @register_space("dncnn")
 def dncnn(depth: int = 17, channels: int = 64, image_channels: int = 1, bn: bool = True,
-          group: int | None = None, min_ratio: float = 0.25) -> SearchSpace:
-    """DnCNN-like plain network (fixed; width choices when ``group`` is set)."""
-    return SearchSpace(dncnn_graph(depth, channels, image_channels, bn, group, min_ratio), "dncnn")
+          group: int | None = None, min_ratio: float = 0.25, ops: list[str] | None = None) -> SearchSpace:
+    """DnCNN-like plain network (fixed; width choices when ``group`` is set; op choices with ``ops``)."""
+    return SearchSpace(dncnn_graph(depth, channels, image_channels, bn, group, min_ratio, ops=ops), "dncnn")
 
 
 @register_space("unet")

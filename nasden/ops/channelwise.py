@@ -24,11 +24,17 @@ class ReLU(DynamicOp):
 
 
 class Identity(DynamicOp):
+    stride = 1
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
         return x
+
+    def dense_kernel(self, cin: int, out: int) -> tuple[Tensor, None]:
+        """The identity as a 1×1 convolution kernel (see :meth:`DynamicConv.dense_kernel`)."""
+        return torch.eye(out, cin)[:, :, None, None], None
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Module:
         return nn.Identity()

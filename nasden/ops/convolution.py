@@ -51,6 +51,20 @@ class DynamicConv(DynamicOp):
         bias = None if self.bias is None else self.bias[:out]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
+    def dense_kernel(self, cin: int, out: int) -> tuple[Tensor, Tensor | None]:
+        """The full-width weight as an undilated ``[out, cin, K, K]`` kernel (K its dilated extent) and the bias.
+
+        Zero-stuffing a dilated kernel keeps it centred, so kernels of one stride can be summed
+        after centre-padding (the collapse in :mod:`nasden.ops.mixed`).
+        """
+        weight = self.weight[:out, :cin] * fan_in_scale(cin, self.weight.shape[1])
+        if self.dilation > 1:
+            extent = self.dilation * (self.kernel - 1) + 1
+            stuffed = weight.new_zeros(out, cin, extent, extent)
+            stuffed[..., :: self.dilation, :: self.dilation] = weight
+            weight = stuffed
+        return weight, None if self.bias is None else self.bias[:out]
+
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Conv2d:
         conv = nn.Conv2d(layout.channels, out, self.kernel, self.stride, self.padding, self.dilation,
                          bias=self.bias is not None)

@@ -1,21 +1,57 @@
-"""A layer's candidate ops; a relaxed architecture runs their weighted sum (the DARTS mixed op)."""
+"""A layer's candidate ops; a relaxed architecture runs their weighted sum (the DARTS mixed op).
+
+Candidates that are plain convolutions of one stride (any kernel size or dilation, and the
+identity) are linear in the same input, so their weighted sum is one convolution with the
+weighted sum of their centre-padded kernels: ``sum_i w_i conv(x, K_i) = conv(x, sum_i w_i K_i)``.
+The relaxed forward runs that one convolution instead of one per candidate; it is exact, and
+autograd carries gradients to every weight ``w_i`` and every kernel ``K_i``.
+"""
 from __future__ import annotations
 
+from collections import defaultdict
+
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nasden.ops.base import NM
+from nasden.ops.base import NM, DynamicOp
 from nasden.registry import OPS
 
 
-class MixedOp(nn.Module):
-    """Holds every candidate op of a layer at its widest and runs one, or a weighted sum of all."""
+def _collapsible(op: DynamicOp) -> bool:
+    return hasattr(op, "dense_kernel")
 
-    def __init__(self, ops: tuple[str, ...], cin: int, cout: int):
+
+def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: int) -> Tensor:
+    """``sum_i weights[i] * ops[i](x)`` for convolutions of one stride, as a single convolution."""
+    kernels = [op.dense_kernel(x.shape[1], out) for op in ops]
+    size = max(kernel.shape[-1] for kernel, _ in kernels)
+    total: Tensor | None = None
+    bias: Tensor | None = None
+    for weight, (kernel, b) in zip(weights, kernels):
+        pad = (size - kernel.shape[-1]) // 2
+        term = weight * F.pad(kernel.to(x.dtype, copy=False).to(x.device, copy=False), (pad, pad, pad, pad))
+        total = term if total is None else total + term
+        if b is not None:
+            bias = weight * b if bias is None else bias + weight * b
+    assert total is not None
+    return F.conv2d(x, total, bias, ops[0].stride, (size - 1) // 2)
+
+
+class MixedOp(nn.Module):
+    """Holds every candidate op of a layer at its widest and runs one, or a weighted sum of all.
+
+    With ``pre_relu`` the layer applies ReLU to its input once, before whichever candidate runs.
+    """
+
+    def __init__(self, ops: tuple[str, ...], cin: int, cout: int, pre_relu: bool = False):
         super().__init__()
+        self.pre_relu = pre_relu
         self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout) for op in ops})
 
     def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None) -> Tensor:
         """``op``: a name, or one probability per candidate; ``width``: a count, or one scale per channel."""
+        if self.pre_relu:
+            x = F.relu(x)
         if isinstance(width, Tensor):
             y = self._run(x, op, width.shape[0], nm)
             return y * width.view(1, -1, 1, 1)
@@ -24,9 +60,20 @@ class MixedOp(nn.Module):
     def _run(self, x: Tensor, op: str | Tensor, out: int, nm: NM | None) -> Tensor:
         if isinstance(op, str):
             return self.candidates[op](x, out, nm)
-        total: Tensor | None = None
-        for weight, candidate in zip(op, self.candidates.values()):
-            y = weight * candidate(x, out, nm)
-            total = y if total is None else total + y
-        assert total is not None
+        by_stride: dict[int, list[int]] = defaultdict(list)
+        terms: list[Tensor] = []
+        candidates = list(self.candidates.values())
+        for i, candidate in enumerate(candidates):
+            if nm is None and _collapsible(candidate):
+                by_stride[candidate.stride].append(i)
+            else:
+                terms.append(op[i] * candidate(x, out, nm))
+        for members in by_stride.values():
+            if len(members) == 1:
+                terms.append(op[members[0]] * candidates[members[0]](x, out, nm))
+            else:
+                terms.append(collapsed_conv(x, [op[i] for i in members], [candidates[i] for i in members], out))
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         return total

@@ -1,0 +1,88 @@
+"""Continuous relaxation of a space for differentiable search, and derivation of a discrete architecture.
+
+One parameter per label: logits ``alpha`` for op and input choices (the relaxed value is
+``softmax(alpha)``, MoD-NAS Eq. 7 and 11) and one scale per output channel for width choices (the
+relaxed value multiplies the layer's output channels, Eq. 10). Derivation (Eq. 9-10):
+argmax op, the single most probable input, and per width label ``k`` = the number of channels whose
+scale magnitude exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels
+are kept; a derived network is retrained from scratch, so only ``k`` matters to it).
+"""
+from __future__ import annotations
+
+import math
+import torch
+from torch import Tensor, nn
+
+from nasden.shapes import chosen_input, chosen_op, chosen_width, live_nodes
+from nasden.space import Architecture, SearchSpace
+
+
+class ArchParameters(nn.Module):
+    """The architecture parameters of a space: ``alphas`` per op/input label, ``scales`` per width label."""
+
+    def __init__(self, space: SearchSpace, init_std: float = 1e-3):
+        super().__init__()
+        self.space = space
+        choices = space.choices()
+        unsupported = sorted(label for label, choice in choices.items() if choice.kind == "nm")
+        if unsupported:
+            raise ValueError(f"differentiable search does not relax N:M choices {unsupported}; "
+                             f"use a space without nm patterns")
+        self.alphas = nn.ParameterDict({
+            label: nn.Parameter(init_std * torch.randn(len(choice.values)))
+            for label, choice in choices.items() if choice.kind in ("op", "input")
+        })
+        self.scales = nn.ParameterDict({
+            label: nn.Parameter(torch.ones(space.nodes[choice.nodes[0]].channels))
+            for label, choice in choices.items() if choice.kind == "width"
+        })
+
+    def relaxed(self) -> Architecture:
+        """The relaxed architecture the supernet runs: probabilities and per-channel scales."""
+        arch: Architecture = {label: torch.softmax(alpha, 0) for label, alpha in self.alphas.items()}
+        arch.update(self.scales)
+        return arch
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        """softmax(alpha) per label, by candidate name (op name or input node)."""
+        choices = self.space.choices()
+        return {label: dict(zip(map(str, choices[label].values), torch.softmax(alpha.detach(), 0).tolist()))
+                for label, alpha in self.alphas.items()}
+
+    def width_penalty(self) -> Tensor:
+        """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""
+        total = torch.zeros(())
+        for scales in self.scales.values():
+            total = total.to(scales.device) + scales.abs().mean()
+        return total
+
+    def derive(self, threshold: float, group: int = 8) -> tuple[Architecture, dict[str, list[int]]]:
+        """The discrete architecture, and the channels each width label keeps (largest scales first)."""
+        choices = self.space.choices()
+        arch: Architecture = {}
+        kept: dict[str, list[int]] = {}
+        for label, alpha in self.alphas.items():
+            arch[label] = choices[label].values[int(alpha.detach().argmax())]
+        for label, scales in self.scales.items():
+            values = sorted(choices[label].values)
+            magnitude = scales.detach().abs().cpu()
+            k = group * math.ceil(int((magnitude > threshold).sum()) / group)
+            width = next((v for v in values if v >= k), values[-1])
+            arch[label] = width
+            kept[label] = sorted(torch.argsort(magnitude, descending=True)[:width].tolist())
+        for label, choice in choices.items():
+            arch.setdefault(label, choice.largest())
+        self.space.check(arch)
+        return arch, kept
+
+
+def describe(space: SearchSpace, arch: Architecture) -> str:
+    """A Markdown table of the layers an architecture uses: op, width, input."""
+    live = live_nodes(space, arch)
+    lines = ["| layer | op | width | input |", "|---|---|---|---|"]
+    for name, node in space.nodes.items():
+        if node.kind == "layer" and name in live:
+            lines.append(f"| {name} | {chosen_op(node, arch)} | {chosen_width(node, arch)} | "
+                         f"{chosen_input(node, arch)} |")
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,237 @@
+"""``darts``: differentiable architecture search (DARTS; MoD-NAS's search strategy) over any space
+with op and input choices and width labels.
+
+The strategy owns the architecture parameters (:class:`nasden.relaxation.ArchParameters`) with
+their own Adam optimiser. The training images are split in two halves: the supernet's weights
+learn on one (MSE), the architecture parameters on the other; after ``warmup`` steps of weights
+only, the two alternate every step. First order by default; ``order: second`` uses the
+finite-difference approximation of the unrolled gradient (DARTS, Eq. 7-8). Both learning rates
+follow cosine schedules.
+
+The architecture step minimises ``log MSE`` (a constant minus PSNR · ln(10)/10) plus
+``width_penalty`` times the mean |scale| of every width label. The log makes its gradients as
+large late in the search as early, so Adam with no weight decay lets alpha decide; a fixed decay
+against MSE gradients of ~1e-5 would hold every alpha at zero (bench/darts_vs_nni.py shows it).
+
+Every ``log_every`` steps: softmax(alpha) as ``arch/<label>/<candidate>``, the width scales as
+histograms, the derived architecture as text and its FLOPs/pixel; every ``val_every`` steps the
+relaxed supernet's validation PSNR (it should not fall as the search goes on). At the end the
+derived architecture becomes the run's chosen one (a following ``train`` stage retrains it from
+scratch) and is written as ``derived.json`` and ``derived.png``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nasden.cost import cost
+from nasden.metrics import psnr
+from nasden.optimisation import Optimisation
+from nasden.plots import network_figure, save_png
+from nasden.registry import register_strategy
+from nasden.relaxation import ArchParameters, describe
+from nasden.run import StageContext, save_json
+from nasden.schedule import cosine_lr, set_lr
+from nasden.space import Architecture
+from nasden.strategy import Strategy
+from nasden.supernet import Supernet
+from nasden.tb import log_choice_probabilities
+
+
+@dataclass
+class DartsConfig:
+    """``lr``/``lr_min``: weights (Adam, cosine); ``arch_lr``/``arch_lr_min``: architecture parameters
+    (Adam with betas (0.5, 0.999) as in DARTS, cosine). ``warmup``: steps that update weights only.
+    ``threshold``/``group``: width derivation (channels with |scale| > threshold, rounded up to a
+    multiple of group). ``val_size``: side of the centre crops the supernet is validated on."""
+
+    steps: int = 2000
+    warmup: int = 500
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    arch_lr: float = 3e-3
+    arch_lr_min: float = 3e-4
+    order: Literal["first", "second"] = "first"
+    width_penalty: float = 0.05
+    threshold: float = 0.5
+    group: int = 8
+    batch: int | None = None
+    log_every: int = 50
+    val_every: int = 250
+    val_size: int = 128
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "val_every", "checkpoint_every", "group"):
+            if not 1 <= getattr(self, name) <= 100_000_000:
+                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"warmup: expected 0 <= warmup < steps ({self.steps}), got {self.warmup}")
+        for lr, lr_min, name in ((self.lr, self.lr_min, "lr"), (self.arch_lr, self.arch_lr_min, "arch_lr")):
+            if not 0 < lr <= 10 or not 0 <= lr_min <= lr:
+                raise ValueError(f"{name}: expected 0 < {name}_min <= {name} <= 10, got {lr} and {lr_min}")
+        if not 0 <= self.width_penalty <= 100 or not 0 <= self.threshold <= 100:
+            raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
+        if self.batch is not None and not 1 <= self.batch <= 100_000:
+            raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
+        if not 8 <= self.val_size <= 4096:
+            raise ValueError(f"val_size: expected 8..4096, got {self.val_size}")
+
+
+class Record:
+    """Figures kept across a resume: the supernet's validation PSNR by step."""
+
+    def __init__(self) -> None:
+        self.val_psnr: list[tuple[int, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"val_psnr": self.val_psnr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.val_psnr = [tuple(item) for item in state["val_psnr"]]
+
+
+class Search(torch.nn.Module):
+    """The supernet and its architecture parameters: what a search step runs and checkpoints."""
+
+    def __init__(self, supernet: Supernet, arch: ArchParameters):
+        super().__init__()
+        self.supernet, self.arch = supernet, arch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.supernet(x, self.arch.relaxed())
+
+
+def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], arch_loss: Callable[[], Tensor],
+                            xi: float) -> None:
+    """Set the architecture parameters' ``.grad`` to DARTS's second-order approximation:
+    grad_a L_val(w', a) - xi (grad_a L_train(w+, a) - grad_a L_train(w-, a)) / (2 eps), with the virtual
+    step w' = w - xi grad_w L_train(w, a) and w± = w ± eps grad_w' L_val(w', a)."""
+    weights = [p for p in search.supernet.parameters() if p.requires_grad]
+    alphas = list(search.arch.parameters())
+    saved = [w.detach().clone() for w in weights]
+
+    def grads(loss: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+        found = torch.autograd.grad(loss, wrt, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(wrt, found)]
+
+    with torch.no_grad():
+        for w, g in zip(weights, grads(train_loss(), weights)):
+            w.sub_(xi * g)
+    both = grads(arch_loss(), alphas + weights)
+    arch_grad, val_weight_grad = both[: len(alphas)], both[len(alphas):]
+    eps = 0.01 / (torch.sqrt(sum((g * g).sum() for g in val_weight_grad)) + 1e-12)
+    hessian_terms = []
+    for sign in (1.0, -1.0):
+        with torch.no_grad():
+            for w, w0, g in zip(weights, saved, val_weight_grad):
+                w.copy_(w0 + sign * eps * g)
+        hessian_terms.append(grads(train_loss(), alphas))
+    with torch.no_grad():
+        for w, w0 in zip(weights, saved):
+            w.copy_(w0)
+    for a, g, plus, minus in zip(alphas, arch_grad, *hessian_terms):
+        a.grad = g - xi * (plus - minus) / (2 * eps)
+
+
+@register_strategy("darts")
+class Darts(Strategy):
+    """Differentiable search of ops, inputs (dense depth connections) and per-channel widths; derives an
+    architecture for a following ``train`` stage."""
+
+    Config = DartsConfig
+    smoke_options = {"steps": 6, "warmup": 2, "log_every": 2, "val_every": 3, "checkpoint_every": 2, "val_size": 16}
+
+    def _run(self, ctx: StageContext) -> dict[str, Any]:
+        cfg, run = self.config, ctx.run
+        arch = ArchParameters(run.space).to(run.device)
+        search = Search(run.supernet, arch)
+        arch_optimizer = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
+        record = Record()
+        loop = Optimisation(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
+                            parameters=run.supernet.parameters(), log_every=cfg.log_every,
+                            companions={"arch_optimizer": arch_optimizer, "record": record})
+        weight_half, arch_half = run.data.sampler.halves()
+        val_noisy, val_clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size))
+
+        def batch(sampler: Any, step: int, stream: int) -> tuple[Tensor, Tensor]:
+            noisy, clean = sampler.batch(step, cfg.batch, stream=stream)
+            return noisy.to(run.device), clean.to(run.device)
+
+        for step in loop:
+            noisy, clean = batch(weight_half, step, ctx.seed)
+            arch_loss = math.nan
+            if step >= cfg.warmup:
+                set_lr(arch_optimizer, cosine_lr(step - cfg.warmup, cfg.steps - cfg.warmup, cfg.arch_lr,
+                                                 cfg.arch_lr_min))
+                arch_optimizer.zero_grad(set_to_none=True)
+                arch_noisy, arch_clean = batch(arch_half, step, ctx.seed + 1)
+
+                def architecture_loss() -> Tensor:
+                    penalty = cfg.width_penalty * arch.width_penalty()
+                    return torch.log(F.mse_loss(search(arch_noisy), arch_clean)) + penalty
+
+                if cfg.order == "second":
+                    xi = loop.optimizer.param_groups[0]["lr"]  # the virtual step uses the weights' learning rate
+                    unrolled_arch_gradients(search, lambda: F.mse_loss(search(noisy), clean), architecture_loss, xi)
+                    with torch.no_grad():
+                        arch_loss = architecture_loss().item()
+                else:
+                    loss_a = architecture_loss()
+                    ctx.check_loss(loss_a, step, loop.last_saved)
+                    loss_a.backward()
+                    arch_loss = loss_a.item()
+                arch_optimizer.step()
+                run.supernet.zero_grad(set_to_none=True)
+            loss = F.mse_loss(search(noisy), clean)
+            loop.backward(loss, step)
+            done = loop.update(step)
+            loop.log(done, {"loss": loss.item(), **({"arch_loss": arch_loss} if not math.isnan(arch_loss) else {})})
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                self._log_architecture(ctx, arch, done)
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                record.val_psnr.append((done, self._validate(search, val_noisy, val_clean)))
+                ctx.scalar("supernet_val_psnr", record.val_psnr[-1][1], done)
+        return self._finish(ctx, arch, record)
+
+    @torch.no_grad()
+    def _validate(self, search: Search, noisy: Tensor, clean: Tensor) -> float:
+        search.eval()
+        value = psnr(search(noisy).clamp(0, 1), clean)
+        search.train()
+        return value
+
+    def _log_architecture(self, ctx: StageContext, arch: ArchParameters, step: int) -> None:
+        writer = ctx.run.writer
+        log_choice_probabilities(writer, arch.probabilities(), step)
+        for label, scales in arch.scales.items():
+            writer.add_histogram(f"width/{label}", scales.detach().cpu(), step)
+        derived, _ = arch.derive(self.config.threshold, self.config.group)
+        writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
+        ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
+
+    def _finish(self, ctx: StageContext, arch: ArchParameters, record: Record) -> dict[str, Any]:
+        run, cfg = ctx.run, self.config
+        derived, kept = arch.derive(cfg.threshold, cfg.group)
+        c = cost(run.space, derived)
+        probabilities = arch.probabilities()
+        decided = {label: max(p.values()) for label, p in probabilities.items()}
+        result = {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
+                  "kept_channels": kept, "probabilities": probabilities,
+                  "unfold": {name: {"delta": step.delta.item(), "eta": step.eta.item()}
+                             for name, step in run.supernet.unfold.items()},
+                  "supernet_val_psnr": record.val_psnr}
+        save_json(result, ctx.dir / "derived.json")
+        save_png(network_figure(run.space, derived, f"derived architecture: {c.flops_per_pixel / 1e3:.1f}k "
+                                f"FLOPs/pixel, {c.params / 1e3:.0f}k parameters"), ctx.dir / "derived.png")
+        run.arch = derived
+        ctx.say(f"  derived: {c.flops_per_pixel:.4g} FLOPs/pixel, {c.params} parameters; supernet validation PSNR "
+                + " → ".join(f"{p:.2f}" for _, p in record.val_psnr[-4:]) + f" dB; written to {ctx.dir}")
+        return {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
+                "largest_probability": decided, "supernet_val_psnr": record.val_psnr,
+                "derived": str(ctx.dir / "derived.json")}
