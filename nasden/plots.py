@@ -53,7 +53,8 @@ def network_figure(space: SearchSpace, arch: Architecture, title: str) -> Figure
     layers = [n for n in names if space.nodes[n].kind == "layer"]
     labels = {n: f"{chosen_op(space.nodes[n], arch)}\n{chosen_width(space.nodes[n], arch)}" for n in layers}
     labels.update({n: space.nodes[n].kind for n in names if n not in labels})
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 1.5 + 1.6 * space.resolution_multiple.bit_length()), dpi=110)
+    rows = space.resolution_multiple.bit_length()
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 1.5 + 1.6 * rows), dpi=110)
     nx.draw_networkx_edges(graph, position, ax=axes, arrows=True, arrowsize=8, width=0.8,
                            connectionstyle="arc3,rad=0.15", edge_color="#777")
     nx.draw_networkx_nodes(graph, position, nodelist=layers, ax=axes, node_size=260, node_color="#4c8bd6")
@@ -62,7 +63,7 @@ def network_figure(space: SearchSpace, arch: Architecture, title: str) -> Figure
     for name, (x, y) in position.items():
         axes.text(x, y - 0.18, labels[name], fontsize=5.5, ha="center", va="top", rotation=90)
     axes.set_title(title, fontsize=9)
-    axes.set_ylim(-2.5 * space.resolution_multiple.bit_length() - 0.2, 0.4)
+    axes.set_ylim(-2.5 * rows - 0.2, 0.4)
     axes.axis("off")
     figure.tight_layout()
     return figure

@@ -10,6 +10,7 @@ are kept; a derived network is retrained from scratch, so only ``k`` matters to 
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 

@@ -62,7 +62,8 @@ class _StageBuilder:
 
 def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers: int = 3, image_channels: int = 1,
                    normal_ops: list[str] | None = None, down_ops: list[str] | None = None,
-                   up_ops: list[str] | None = None, group: int | None = 8, residual_denoiser: bool = True) -> nx.DiGraph:
+                   up_ops: list[str] | None = None, group: int | None = 8,
+                   residual_denoiser: bool = True) -> nx.DiGraph:
     """The graph of the unfolded space (see the module docstring); ``group=None`` fixes every width."""
     if not 1 <= stages <= 32 or not 1 <= levels <= 6 or not 1 <= layers <= 8:
         raise ValueError(f"mod_unet: expected stages in 1..32, levels in 1..6 and layers in 1..8, "

@@ -37,7 +37,6 @@ from nasden.registry import register_strategy
 from nasden.relaxation import ArchParameters, describe
 from nasden.run import StageContext, save_json
 from nasden.schedule import cosine_lr, set_lr
-from nasden.space import Architecture
 from nasden.strategy import Strategy
 from nasden.supernet import Supernet
 from nasden.tb import log_choice_probabilities
