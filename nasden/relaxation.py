@@ -2,7 +2,8 @@
 
 One parameter per label: logits ``alpha`` for op and input choices (the relaxed value is
 ``softmax(alpha)``, MoD-NAS Eq. 7 and 11) and one scale per output channel for width choices (the
-relaxed value multiplies the layer's output channels, Eq. 10). Derivation (Eq. 9-10):
+relaxed value multiplies the layer's output channels, Eq. 10). N:M choices are not relaxed; they
+stay at their densest pattern. Derivation (Eq. 9-10):
 argmax op, the single most probable input, and per width label ``k`` = the number of channels whose
 scale magnitude exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels
 are kept; a derived network is retrained from scratch, so only ``k`` matters to it).
@@ -25,10 +26,8 @@ class ArchParameters(nn.Module):
         super().__init__()
         self.space = space
         choices = space.choices()
-        unsupported = sorted(label for label, choice in choices.items() if choice.kind == "nm")
-        if unsupported:
-            raise ValueError(f"differentiable search does not relax N:M choices {unsupported}; "
-                             f"use a space without nm patterns")
+        # N:M patterns are not relaxed: they stay at their densest (a ClassPruning stage decides them)
+        self.fixed = {label: choice.largest() for label, choice in choices.items() if choice.kind == "nm"}
         self.alphas = nn.ParameterDict({
             label: nn.Parameter(init_std * torch.randn(len(choice.values)))
             for label, choice in choices.items() if choice.kind in ("op", "input")
@@ -42,6 +41,7 @@ class ArchParameters(nn.Module):
         """The relaxed architecture the supernet runs: probabilities and per-channel scales."""
         arch: Architecture = {label: torch.softmax(alpha, 0) for label, alpha in self.alphas.items()}
         arch.update(self.scales)
+        arch.update(self.fixed)
         return arch
 
     def probabilities(self) -> dict[str, dict[str, float]]:
@@ -71,8 +71,7 @@ class ArchParameters(nn.Module):
             width = next((v for v in values if v >= k), values[-1])
             arch[label] = width
             kept[label] = sorted(torch.argsort(magnitude, descending=True)[:width].tolist())
-        for label, choice in choices.items():
-            arch.setdefault(label, choice.largest())
+        arch.update(self.fixed)
         self.space.check(arch)
         return arch, kept
 

@@ -86,13 +86,13 @@ class Record:
     """Figures kept across a resume: the supernet's validation PSNR by step."""
 
     def __init__(self) -> None:
-        self.val_psnr: list[tuple[int, float]] = []
+        self.val_psnr: list[list[float]] = []  # [step, PSNR] pairs
 
     def state_dict(self) -> dict[str, Any]:
         return {"val_psnr": self.val_psnr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.val_psnr = [tuple(item) for item in state["val_psnr"]]
+        self.val_psnr = [list(item) for item in state["val_psnr"]]
 
 
 class Search(torch.nn.Module):
@@ -119,8 +119,9 @@ def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], ar
         found = torch.autograd.grad(loss, wrt, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(wrt, found)]
 
+    train_grads = grads(train_loss(), weights)
     with torch.no_grad():
-        for w, g in zip(weights, grads(train_loss(), weights)):
+        for w, g in zip(weights, train_grads):
             w.sub_(xi * g)
     both = grads(arch_loss(), alphas + weights)
     arch_grad, val_weight_grad = both[: len(alphas)], both[len(alphas):]
@@ -194,7 +195,7 @@ class Darts(Strategy):
             if done % cfg.log_every == 0 or done == cfg.steps:
                 self._log_architecture(ctx, arch, done)
             if done % cfg.val_every == 0 or done == cfg.steps:
-                record.val_psnr.append((done, self._validate(search, val_noisy, val_clean)))
+                record.val_psnr.append([done, round(self._validate(search, val_noisy, val_clean), 4)])
                 ctx.scalar("supernet_val_psnr", record.val_psnr[-1][1], done)
         return self._finish(ctx, arch, record)
 
@@ -209,7 +210,7 @@ class Darts(Strategy):
         writer = ctx.run.writer
         log_choice_probabilities(writer, arch.probabilities(), step)
         for label, scales in arch.scales.items():
-            writer.add_histogram(f"width/{label}", scales.detach().cpu(), step)
+            writer.add_histogram(f"arch/{label}", scales.detach().cpu(), step)
         derived, _ = arch.derive(self.config.threshold, self.config.group)
         writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
@@ -233,4 +234,4 @@ class Darts(Strategy):
                 + " → ".join(f"{p:.2f}" for _, p in record.val_psnr[-4:]) + f" dB; written to {ctx.dir}")
         return {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
                 "largest_probability": decided, "supernet_val_psnr": record.val_psnr,
-                "derived": str(ctx.dir / "derived.json")}
+                "derived": f"stages/{ctx.tag}/derived.json"}

@@ -30,7 +30,8 @@ def test_quick_recipe_runs_with_tiny_settings(path: Path, tmp_path: Path) -> Non
     recipe = load_recipe(path)
     recipe.data = dataclasses.replace(recipe.data, batch=2, val_images=1, val_crop=96)
     for stage in recipe.stages:
-        for name, tiny in (("steps", 2), ("latency_size", 16), ("latency_runs", 1), ("calibration_batches", 1)):
+        for name, tiny in (("steps", 2), ("latency_size", 16), ("latency_runs", 1), ("calibration_batches", 1),
+                           ("val_size", 32), ("warmup", 1)):
             if hasattr(stage.options, name):
                 setattr(stage.options, name, tiny)
     summaries = execute(create_run(recipe, tmp_path / "run"), quiet=True)

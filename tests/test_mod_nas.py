@@ -1,0 +1,222 @@
+"""MoD-NAS: the unfolded space, collapsed mixed convolutions, relaxation, derivation and the darts strategy."""
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nasden.cost import cost
+from nasden.extract import extract
+from nasden.ops.mixed import MixedOp
+from nasden.ops.unfold import UnfoldStep
+from nasden.recipe import parse_recipe
+from nasden.relaxation import ArchParameters
+from nasden.run import create_run, execute
+from nasden.search_spaces.mod_unet import DOWN_OPS, NORMAL_OPS, UP_OPS, mod_unet
+from nasden.shapes import live_nodes
+from nasden.space import SearchSpace, SpaceError
+from nasden.supernet import Supernet
+
+
+def test_unfold_step_matches_hand_computation() -> None:
+    step = UnfoldStep(delta=0.3, eta=2.0)
+    out = step(torch.tensor(0.5), torch.tensor(0.2), torch.tensor(0.9))
+    # 0.5 - 0.3 * ((0.5 - 0.9) + 2 * (0.5 - 0.2)) = 0.5 - 0.3 * 0.2
+    assert out.item() == pytest.approx(0.44)
+
+
+def _one_step_graph() -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.add_node("input", op="input", channels=1)
+    g.add_node("d", op="conv1x1", channels=1)
+    g.add_node("v", op="add")
+    g.add_node("x1", op="unfold", denoised="v")
+    g.add_node("output", op="output")
+    g.add_edges_from([("input", "d"), ("input", "v"), ("d", "v"), ("input", "x1"), ("v", "x1"), ("x1", "output")])
+    return g
+
+
+def test_unfold_node_in_supernet_and_extracted_network() -> None:
+    supernet = Supernet(SearchSpace(_one_step_graph()))
+    conv = supernet.layers["d"].candidates["conv1x1"]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(0.25)  # v = y + 0.25
+        supernet.unfold["x1"].delta.fill_(0.5)
+        supernet.unfold["x1"].eta.fill_(3.0)
+    y = torch.rand(1, 1, 4, 4)
+    # x1 = y - delta * ((y - y) + eta * (y - v)) = y + delta * eta * 0.25
+    expected = y + 0.5 * 3.0 * 0.25
+    torch.testing.assert_close(supernet(y, {}), expected)
+    torch.testing.assert_close(extract(supernet, {})(y), expected)
+
+
+def test_unfold_node_errors_name_the_node() -> None:
+    g = _one_step_graph()
+    g.nodes["x1"]["denoised"] = "d"
+    with pytest.raises(SpaceError, match="unfold node 'x1'"):
+        SearchSpace(g)
+
+
+@pytest.mark.parametrize("op", NORMAL_OPS + DOWN_OPS + UP_OPS)
+@pytest.mark.parametrize("side", [32, 16, 8])
+def test_every_candidate_op_shapes_at_every_resolution(op: str, side: int) -> None:
+    layer = MixedOp((op,), 16, 24, pre_relu=True)
+    x = torch.randn(2, 16, side, side)
+    expected = side // 2 if op in DOWN_OPS else side * 2 if op in UP_OPS else side
+    assert layer(x, op, 24).shape == (2, 24, expected, expected)
+    assert layer(x[:, :8], op, 16).shape == (2, 16, expected, expected)  # slimmed input and output
+    assert layer(x, torch.ones(1), torch.rand(24)).shape == (2, 24, expected, expected)  # relaxed
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_mod_unet_structure_and_forward(stages: int) -> None:
+    space = mod_unet(stages=stages, levels=2, channels=16, layers=3)
+    unfolds = [n for n in space.nodes.values() if n.kind == "unfold"]
+    assert len(unfolds) == stages
+    assert all(n.pre_relu for n in space.nodes.values() if n.kind == "layer" and not n.name.endswith("head"))
+    assert not space.has_batchnorm and space.resolution_multiple == 4
+    labels = space.choices()
+    assert labels["op:t1_enc0_n1"].values == tuple(NORMAL_OPS)
+    assert labels["op:t1_enc1_down"].values == tuple(DOWN_OPS)
+    assert labels["op:t1_dec2_up"].values == tuple(UP_OPS)
+    # dense depth: encoder layer 3 reads the block input or any earlier layer; decoder layer 3 its two layers
+    assert labels["input:t1_enc0_n3"].values == ("t1_head", "t1_enc0_n1", "t1_enc0_n2")
+    assert labels["input:t1_dec0_n3"].values == ("t1_dec0_n1", "t1_dec0_n2")
+    supernet = Supernet(space)
+    x = torch.rand(2, 1, 24, 24)
+    for arch in (space.largest(), space.smallest(), space.sample(3)):
+        out = supernet(x, arch)
+        assert out.shape == x.shape
+        torch.testing.assert_close(extract(supernet, arch)(x), out, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_sized_space_matches_the_papers_parameter_counts() -> None:
+    # MoD-NAS reports 418k (T=1) and 1253k (T=3) parameters for its searched networks
+    for stages, reported in ((1, 418e3), (3, 1253e3)):
+        space = mod_unet(stages=stages)
+        assert abs(cost(space, space.largest()).params / reported - 1) < 0.06
+
+
+def test_skipped_layers_are_dead_and_cost_nothing() -> None:
+    space = mod_unet(stages=1, levels=1, channels=16, layers=3)
+    deep = space.largest()  # layer 3 reads layer 2 (the last candidate)
+    shallow = dict(deep, **{"input:t1_enc0_n3": "t1_head"})
+    assert {"t1_enc0_n1", "t1_enc0_n2"} <= live_nodes(space, deep)
+    assert not {"t1_enc0_n1", "t1_enc0_n2"} & live_nodes(space, shallow)
+    conv = 9 * 16 * 16  # a 16→16 conv 3x3's multiply-adds per pixel
+    assert cost(space, deep).macs_per_pixel - cost(space, shallow).macs_per_pixel == pytest.approx(2 * conv)
+    supernet = Supernet(space)
+    x = torch.rand(1, 1, 16, 16)
+    static = extract(supernet, shallow)
+    assert "t1_enc0_n1" not in static.layers
+    torch.testing.assert_close(static(x), supernet(x, shallow), rtol=1e-4, atol=1e-5)
+
+
+def _separately(layer: MixedOp, x: torch.Tensor, weights: torch.Tensor, out: int) -> torch.Tensor:
+    return sum(w * candidate(x, out) for w, candidate in zip(weights, layer.candidates.values()))
+
+
+@pytest.mark.parametrize("ops", [("conv3x3", "conv5x5", "dilconv3x3", "sepconv3x3", "identity"),
+                                 ("conv3x3", "conv5x5", "dilconv3x3", "dilconv5x5"),
+                                 ("conv3x3_s2", "conv5x5_s2", "maxpool_conv1x1")])
+def test_collapsed_mixed_convolution_is_exact_with_gradients(ops: tuple[str, ...]) -> None:
+    torch.manual_seed(0)
+    layer = MixedOp(ops, 8, 8)
+    x = torch.randn(2, 8, 12, 12)
+    alpha = torch.randn(len(ops), requires_grad=True)
+    fused = layer(x, torch.softmax(alpha, 0), 8)
+    reference = _separately(layer, x, torch.softmax(alpha, 0), 8)
+    torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-5)
+    probe = torch.randn_like(fused)
+    grads = torch.autograd.grad((fused * probe).sum(), [alpha, *layer.parameters()])
+    grads_ref = torch.autograd.grad((reference * probe).sum(), [alpha, *layer.parameters()])
+    for g, ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_relaxed_supernet_equals_discrete_when_alpha_is_one_hot() -> None:
+    space = mod_unet(stages=2, levels=1, channels=16, layers=3)
+    supernet = Supernet(space)
+    arch = dict(space.sample(5), **{label: c.largest() for label, c in space.choices().items() if c.kind == "width"})
+    relaxed = {}
+    for label, choice in space.choices().items():
+        if choice.kind == "width":
+            relaxed[label] = torch.ones(space.nodes[choice.nodes[0]].channels)
+        else:
+            relaxed[label] = torch.nn.functional.one_hot(torch.tensor(choice.values.index(arch[label])),
+                                                         len(choice.values)).float()
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(supernet(x, relaxed), supernet(x, arch), rtol=1e-4, atol=1e-5)
+
+
+def test_derivation_rules() -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    with torch.no_grad():
+        params.alphas["op:t1_enc0_n2"].copy_(torch.tensor([0.0, 0.1, 2.0, 0.0, 0.0, 0.0]))
+        params.alphas["input:t1_enc0_n3"].copy_(torch.tensor([1.0, 0.0, 0.5]))
+        scales = params.scales["width:t1_enc0_n1"]
+        scales.fill_(0.01)
+        scales[[3, 7, 9, 11, 12, 13, 20, 21, 22, 23, 30]] = torch.tensor([0.9, -0.8, 2.0] + [0.6] * 8)  # 11 > 0.5
+        params.scales["width:t1_enc0_n2"].fill_(0.0)
+    arch, kept = params.derive(threshold=0.5, group=8)
+    assert arch["op:t1_enc0_n2"] == "dilconv3x3"  # argmax
+    assert arch["input:t1_enc0_n3"] == "t1_head"  # the single most probable input
+    assert arch["width:t1_enc0_n1"] == 16  # 11 channels above the threshold, rounded up to a multiple of 8
+    assert {3, 7, 9} <= set(kept["width:t1_enc0_n1"]) and len(kept["width:t1_enc0_n1"]) == 16  # top-k magnitudes
+    assert arch["width:t1_enc0_n2"] == 8  # none above: the narrowest width
+    assert arch["width:t1_head"] == 32  # untouched scales (1.0) keep every channel
+    space.check(arch)
+
+
+def test_nm_choices_stay_dense_in_the_relaxation() -> None:
+    from nasden.search_spaces.toy import toy
+
+    params = ArchParameters(toy())
+    assert params.relaxed()["nm:branch"] == "4:4"
+    assert params.derive(0.5)[0]["nm:branch"] == "4:4"
+
+
+def _search_recipe(order: str = "first", space: dict | None = None) -> dict:
+    return {"name": "darts-test", "seed": 0, "device": "cpu",
+            "data": {"patch": 16, "batch": 2, "val_images": 1, "val_crop": 32, "noise": {"sigma": 25}},
+            "space": space or {"name": "toy"},
+            "stages": [{"strategy": "darts", "steps": 20, "warmup": 5, "order": order, "log_every": 5,
+                        "val_every": 10, "val_size": 32}]}
+
+
+def test_twenty_step_search_logs_alpha_to_tensorboard(tmp_path) -> None:
+    run_dir = create_run(parse_recipe(_search_recipe(), "<test>"), tmp_path / "run")
+    summary = execute(run_dir, quiet=True)[0]
+    assert len(summary["supernet_val_psnr"]) == 2
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0}).Reload()
+    tags = events.Tags()
+    for candidate in ("conv3x3", "sepconv3x3", "dilconv3x3"):
+        assert [e.step for e in events.Scalars(f"arch/op:stem/{candidate}")] == [5, 10, 15, 20]
+    assert "arch/input:mid/skip" in tags["scalars"] and "arch/width:outer" in tags["histograms"]
+    assert any(tag.endswith("derived_flops_per_pixel") for tag in tags["scalars"])
+    probs = [e.value for e in events.Scalars("arch/op:stem/conv3x3")]
+    assert probs[0] != probs[-1]  # the architecture parameters move after the warm-up
+    assert (run_dir / "stages/00-darts/derived.png").stat().st_size > 1000
+    assert summary["arch"]["op:stem"] in ("conv3x3", "sepconv3x3", "dilconv3x3")
+
+
+def test_second_order_search_runs_and_differs_from_first_order(tmp_path) -> None:
+    space = {"name": "dncnn", "depth": 4, "channels": 8, "bn": False, "ops": ["conv3x3", "conv5x5", "identity"]}
+    archs = []
+    for order in ("first", "second"):
+        recipe = _search_recipe(order, space)
+        summary = execute(create_run(parse_recipe(recipe, "<test>"), tmp_path / order), quiet=True)[0]
+        archs.append(summary["largest_probability"])
+    assert archs[0].keys() == archs[1].keys() and archs[0] != archs[1]
+
+
+def test_sampler_halves_are_disjoint() -> None:
+    from nasden.data import DataConfig, RunData
+
+    sampler = RunData(DataConfig(patch=16), 1, 0).sampler
+    weights, arch = sampler.halves()
+    assert len(weights.clean) + len(arch.clean) == len(sampler.clean)
+    assert not {id(t) for t in weights.clean} & {id(t) for t in arch.clean}
