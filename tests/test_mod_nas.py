@@ -119,7 +119,7 @@ def _separately(layer: MixedOp, x: torch.Tensor, weights: torch.Tensor, out: int
 
 
 @pytest.mark.parametrize("ops", [("conv3x3", "conv5x5", "dilconv3x3", "sepconv3x3", "identity"),
-                                 ("conv3x3", "conv5x5", "dilconv3x3", "dilconv5x5"),
+                                 tuple(NORMAL_OPS),
                                  ("conv3x3_s2", "conv5x5_s2", "maxpool_conv1x1")])
 def test_collapsed_mixed_convolution_is_exact_with_gradients(ops: tuple[str, ...]) -> None:
     torch.manual_seed(0)
@@ -220,3 +220,13 @@ def test_sampler_halves_are_disjoint() -> None:
     weights, arch = sampler.halves()
     assert len(weights.clean) + len(arch.clean) == len(sampler.clean)
     assert not {id(t) for t in weights.clean} & {id(t) for t in arch.clean}
+
+
+def test_collapse_plan_keeps_a_wide_dilated_kernel_apart() -> None:
+    from nasden.ops.mixed import collapse_plan
+
+    layer = MixedOp(tuple(NORMAL_OPS), 8, 8)
+    groups, apart = collapse_plan(list(layer.candidates.values()))
+    names = list(layer.candidates)
+    assert [sorted(names[i] for i in group) for group in groups] == [["conv3x3", "conv5x5", "dilconv3x3"]]
+    assert [names[i] for i in apart] == ["dilconv5x5", "sepconv3x3", "sepconv5x5"]

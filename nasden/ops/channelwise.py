@@ -24,7 +24,7 @@ class ReLU(DynamicOp):
 
 
 class Identity(DynamicOp):
-    stride = 1
+    stride, extent, area = 1, 1, 1  # as a 1×1 convolution (see dense_kernel)
 
     def __init__(self, cin: int, cout: int):
         super().__init__()

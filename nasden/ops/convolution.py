@@ -51,6 +51,16 @@ class DynamicConv(DynamicOp):
         bias = None if self.bias is None else self.bias[:out]
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
+    @property
+    def extent(self) -> int:
+        """The side of the window one output pixel reads (the dilated kernel size)."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def area(self) -> int:
+        """Multiply-adds per input/output channel pair and pixel."""
+        return self.kernel * self.kernel
+
     def dense_kernel(self, cin: int, out: int) -> tuple[Tensor, Tensor | None]:
         """The full-width weight as an undilated ``[out, cin, K, K]`` kernel (K its dilated extent) and the bias.
 
@@ -59,8 +69,7 @@ class DynamicConv(DynamicOp):
         """
         weight = self.weight[:out, :cin] * fan_in_scale(cin, self.weight.shape[1])
         if self.dilation > 1:
-            extent = self.dilation * (self.kernel - 1) + 1
-            stuffed = weight.new_zeros(out, cin, extent, extent)
+            stuffed = weight.new_zeros(out, cin, self.extent, self.extent)
             stuffed[..., :: self.dilation, :: self.dilation] = weight
             weight = stuffed
         return weight, None if self.bias is None else self.bias[:out]

@@ -4,7 +4,9 @@ Candidates that are plain convolutions of one stride (any kernel size or dilatio
 identity) are linear in the same input, so their weighted sum is one convolution with the
 weighted sum of their centre-padded kernels: ``sum_i w_i conv(x, K_i) = conv(x, sum_i w_i K_i)``.
 The relaxed forward runs that one convolution instead of one per candidate; it is exact, and
-autograd carries gradients to every weight ``w_i`` and every kernel ``K_i``.
+autograd carries gradients to every weight ``w_i`` and every kernel ``K_i``. It collapses the
+candidates of smallest extent for which the one K×K convolution costs no more than running them
+apart (a dilated 5×5 has a 9×9 extent, so it runs on its own beside a collapsed 3×3/5×5/dilated 3×3).
 """
 from __future__ import annotations
 
@@ -19,6 +21,24 @@ from nasden.registry import OPS
 
 def _collapsible(op: DynamicOp) -> bool:
     return hasattr(op, "dense_kernel")
+
+
+def collapse_plan(candidates: list[DynamicOp]) -> tuple[list[list[int]], list[int]]:
+    """Which candidates to run as one collapsed convolution (groups of one stride) and which apart."""
+    groups: list[list[int]] = []
+    apart: list[int] = []
+    by_stride: dict[int, list[int]] = defaultdict(list)
+    for i, candidate in enumerate(candidates):
+        (by_stride[candidate.stride] if _collapsible(candidate) else apart).append(i)
+    for members in by_stride.values():
+        members.sort(key=lambda i: candidates[i].extent)
+        take = len(members)
+        while take > 1 and candidates[members[take - 1]].extent ** 2 > sum(candidates[i].area for i in members[:take]):
+            take -= 1
+        if take > 1:
+            groups.append(members[:take])
+        apart.extend(members[take:] if take > 1 else members)
+    return groups, sorted(apart)
 
 
 def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: int) -> Tensor:
@@ -47,6 +67,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.pre_relu = pre_relu
         self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout) for op in ops})
+        self._plan = collapse_plan(list(self.candidates.values()))
 
     def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None) -> Tensor:
         """``op``: a name, or one probability per candidate; ``width``: a count, or one scale per channel."""
@@ -60,19 +81,10 @@ class MixedOp(nn.Module):
     def _run(self, x: Tensor, op: str | Tensor, out: int, nm: NM | None) -> Tensor:
         if isinstance(op, str):
             return self.candidates[op](x, out, nm)
-        by_stride: dict[int, list[int]] = defaultdict(list)
-        terms: list[Tensor] = []
         candidates = list(self.candidates.values())
-        for i, candidate in enumerate(candidates):
-            if nm is None and _collapsible(candidate):
-                by_stride[candidate.stride].append(i)
-            else:
-                terms.append(op[i] * candidate(x, out, nm))
-        for members in by_stride.values():
-            if len(members) == 1:
-                terms.append(op[members[0]] * candidates[members[0]](x, out, nm))
-            else:
-                terms.append(collapsed_conv(x, [op[i] for i in members], [candidates[i] for i in members], out))
+        groups, apart = self._plan if nm is None else ([], range(len(candidates)))
+        terms = [op[i] * candidates[i](x, out, nm) for i in apart]
+        terms += [collapsed_conv(x, [op[i] for i in group], [candidates[i] for i in group], out) for group in groups]
         total = terms[0]
         for term in terms[1:]:
             total = total + term
