@@ -53,8 +53,8 @@ class DartsConfig:
     warmup: int = 500
     lr: float = 1e-3
     lr_min: float = 1e-5
-    arch_lr: float = 3e-3
-    arch_lr_min: float = 3e-4
+    arch_lr: float = 1e-2
+    arch_lr_min: float = 1e-3
     order: Literal["first", "second"] = "first"
     width_penalty: float = 0.05
     threshold: float = 0.5
