@@ -3,9 +3,10 @@
 Space: a DnCNN-like net with 6 searchable layers of 32 channels between a fixed head and tail conv,
 candidates {conv 3×3, conv 5×5, dilated conv 3×3 (d=2), separable conv 3×3, identity}; gray 40×40
 patches, batch 16, AWGN sigma 25, the training images split in halves (weights / architecture).
-Both searches run the same number of steps, each in its own spawned process, first order; memory is
-the peak resident memory during the search above what the process held when it began (data loaded). Then each derived network, and a plain all-conv-3×3 network of
-similar FLOPs, is retrained with the same budget and scored on held-out images.
+Both searches run the same number of steps, each in its own spawned process, first order; memory
+is the peak resident memory during the search above what the process held when it began (data
+loaded). Then each derived network, and a plain all-conv-3×3 network of similar FLOPs, is
+retrained with the same budget and scored on held-out images.
 
 NNI runs two ways: with its defaults (architecture Adam lr 3e-4, weight decay 1e-3), and with
 the loss scaled ×1000 (what one tries when alpha does not move). nasden runs its defaults.
