@@ -50,12 +50,9 @@ class ArchParameters(nn.Module):
         return {label: dict(zip(map(str, choices[label].values), torch.softmax(alpha.detach(), 0).tolist()))
                 for label, alpha in self.alphas.items()}
 
-    def width_penalty(self) -> Tensor:
+    def width_penalty(self) -> Tensor | float:
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""
-        total = torch.zeros(())
-        for scales in self.scales.values():
-            total = total.to(scales.device) + scales.abs().mean()
-        return total
+        return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
     def derive(self, threshold: float, group: int = 8) -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first)."""

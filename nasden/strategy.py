@@ -13,6 +13,19 @@ if TYPE_CHECKING:
     from nasden.run import StageContext
 
 
+def require_counts(config: Any, *names: str) -> None:
+    """Raise ``ValueError`` naming the option if one of ``names`` is not an integer in [1, 1e8]."""
+    for name in names:
+        if not 1 <= getattr(config, name) <= 100_000_000:
+            raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(config, name)}")
+
+
+def require_learning_rate(lr: float, lr_min: float, name: str = "lr") -> None:
+    """Raise ``ValueError`` unless ``0 < lr <= 10`` and ``0 <= lr_min <= lr`` (a cosine from lr to lr_min)."""
+    if not 0 < lr <= 10 or not 0 <= lr_min <= lr:
+        raise ValueError(f"{name}: expected 0 < {name}_min <= {name} <= 10, got {name}={lr}, {name}_min={lr_min}")
+
+
 class StageFailed(RuntimeError):
     """A stage that cannot go on (e.g. its loss became NaN); its last good checkpoint is kept."""
 

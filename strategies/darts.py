@@ -21,7 +21,6 @@ scratch) and is written as ``derived.json`` and ``derived.png``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -37,7 +36,7 @@ from nasden.registry import register_strategy
 from nasden.relaxation import ArchParameters, describe
 from nasden.run import StageContext, save_json
 from nasden.schedule import cosine_lr, set_lr
-from nasden.strategy import Strategy
+from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
 from nasden.tb import log_choice_probabilities
 
@@ -66,14 +65,11 @@ class DartsConfig:
     checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("steps", "log_every", "val_every", "checkpoint_every", "group"):
-            if not 1 <= getattr(self, name) <= 100_000_000:
-                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
+        require_counts(self, "steps", "log_every", "val_every", "checkpoint_every", "group")
         if not 0 <= self.warmup < self.steps:
             raise ValueError(f"warmup: expected 0 <= warmup < steps ({self.steps}), got {self.warmup}")
-        for lr, lr_min, name in ((self.lr, self.lr_min, "lr"), (self.arch_lr, self.arch_lr_min, "arch_lr")):
-            if not 0 < lr <= 10 or not 0 <= lr_min <= lr:
-                raise ValueError(f"{name}: expected 0 < {name}_min <= {name} <= 10, got {lr} and {lr_min}")
+        require_learning_rate(self.lr, self.lr_min)
+        require_learning_rate(self.arch_lr, self.arch_lr_min, "arch_lr")
         if not 0 <= self.width_penalty <= 100 or not 0 <= self.threshold <= 100:
             raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
@@ -113,10 +109,10 @@ class Search(torch.nn.Module):
 
 
 def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], arch_loss: Callable[[], Tensor],
-                            xi: float) -> None:
+                            xi: float) -> Tensor:
     """Set the architecture parameters' ``.grad`` to DARTS's second-order approximation:
     grad_a L_val(w', a) - xi (grad_a L_train(w+, a) - grad_a L_train(w-, a)) / (2 eps), with the virtual
-    step w' = w - xi grad_w L_train(w, a) and w± = w ± eps grad_w' L_val(w', a)."""
+    step w' = w - xi grad_w L_train(w, a) and w± = w ± eps grad_w' L_val(w', a). Returns L_val(w', a)."""
     weights = [p for p in search.supernet.parameters() if p.requires_grad]
     alphas = list(search.arch.parameters())
     saved = [w.detach().clone() for w in weights]
@@ -129,7 +125,8 @@ def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], ar
     with torch.no_grad():
         for w, g in zip(weights, train_grads):
             w.sub_(xi * g)
-    both = grads(arch_loss(), alphas + weights)
+    val_loss = arch_loss()
+    both = grads(val_loss, alphas + weights)
     arch_grad, val_weight_grad = both[: len(alphas)], both[len(alphas):]
     eps = 0.01 / (torch.sqrt(sum((g * g).sum() for g in val_weight_grad)) + 1e-12)
     hessian_terms = []
@@ -143,6 +140,7 @@ def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], ar
             w.copy_(w0)
     for a, g, plus, minus in zip(alphas, arch_grad, *hessian_terms):
         a.grad = g - xi * (plus - minus) / (2 * eps)
+    return val_loss.detach()
 
 
 @register_strategy("darts")
@@ -174,40 +172,45 @@ class Darts(Strategy):
 
         for step in loop:
             noisy, clean = batch(weight_half, step, ctx.seed)
-            arch_loss = math.nan
+            scalars: dict[str, float] = {}
             if step >= cfg.warmup:
                 set_lr(arch_optimizer, cosine_lr(step - cfg.warmup, cfg.steps - cfg.warmup, cfg.arch_lr,
                                                  cfg.arch_lr_min))
                 arch_optimizer.zero_grad(set_to_none=True)
-                arch_noisy, arch_clean = batch(arch_half, step, ctx.seed + 1)
-
-                def architecture_loss() -> Tensor:
-                    penalty = cfg.width_penalty * arch.width_penalty()
-                    return torch.log(F.mse_loss(search(arch_noisy), arch_clean)) + penalty
-
-                if cfg.order == "second":
-                    xi = loop.optimizer.param_groups[0]["lr"]  # the virtual step uses the weights' learning rate
-                    unrolled_arch_gradients(search, lambda: F.mse_loss(search(noisy), clean), architecture_loss, xi)
-                    with torch.no_grad():
-                        arch_loss = architecture_loss().item()
-                else:
-                    loss_a = architecture_loss()
-                    ctx.check_loss(loss_a, step, loop.last_saved)
-                    # gradients for alpha only: autograd skips every weight-gradient kernel
-                    for parameter, grad in zip(arch.parameters(), torch.autograd.grad(loss_a, list(arch.parameters()))):
-                        parameter.grad = grad
-                    arch_loss = loss_a.item()
+                arch_loss = self._architecture_gradients(search, batch(arch_half, step, ctx.seed + 1), (noisy, clean),
+                                                         xi=loop.optimizer.param_groups[0]["lr"])
+                ctx.check_loss(arch_loss, step, loop.last_saved)
                 arch_optimizer.step()
+                scalars["arch_loss"] = arch_loss.item()
             loss = F.mse_loss(search.weights_forward(noisy), clean)
             loop.backward(loss, step)
             done = loop.update(step)
-            loop.log(done, {"loss": loss.item(), **({"arch_loss": arch_loss} if not math.isnan(arch_loss) else {})})
+            loop.log(done, {"loss": loss.item(), **scalars})
             if done % cfg.log_every == 0 or done == cfg.steps:
                 self._log_architecture(ctx, arch, done)
             if done % cfg.val_every == 0 or done == cfg.steps:
                 record.val_psnr.append([done, round(self._validate(search, val_noisy, val_clean), 4)])
                 ctx.scalar("supernet_val_psnr", record.val_psnr[-1][1], done)
         return self._finish(ctx, arch, record)
+
+    def _architecture_gradients(self, search: Search, arch_batch: tuple[Tensor, Tensor],
+                                weight_batch: tuple[Tensor, Tensor], xi: float) -> Tensor:
+        """Set the architecture parameters' gradients (first or second order); returns the architecture loss:
+        log MSE on the architecture half plus the width penalty."""
+        arch = search.arch
+
+        def architecture_loss() -> Tensor:
+            return torch.log(F.mse_loss(search(arch_batch[0]), arch_batch[1])) + \
+                self.config.width_penalty * arch.width_penalty()
+
+        if self.config.order == "second":  # the virtual step uses the weights' learning rate xi
+            return unrolled_arch_gradients(search, lambda: F.mse_loss(search(weight_batch[0]), weight_batch[1]),
+                                           architecture_loss, xi)
+        loss = architecture_loss()
+        # gradients for alpha only: autograd skips every weight-gradient kernel
+        for parameter, grad in zip(arch.parameters(), torch.autograd.grad(loss, list(arch.parameters()))):
+            parameter.grad = grad
+        return loss.detach()
 
     @torch.no_grad()
     def _validate(self, search: Search, noisy: Tensor, clean: Tensor) -> float:

@@ -28,7 +28,7 @@ from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import StageContext
 from nasden.space import Architecture, SearchSpace
-from nasden.strategy import Strategy
+from nasden.strategy import Strategy, require_counts
 
 Distill = Literal["synergy", "inplace", "none"]
 
@@ -50,9 +50,7 @@ class SandwichConfig:
     calibration_batches: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "val_every", "val_size", "calibration_batches"):
-            if not 1 <= getattr(self, name) <= 100_000_000:
-                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
+        require_counts(self, "steps", "checkpoint_every", "val_every", "val_size", "calibration_batches")
         if not 2 <= self.n <= 64:
             raise ValueError(f"n: expected 2..64 sub-networks per step, got {self.n}")
         if not 0 < self.lr_min <= self.lr <= 10:

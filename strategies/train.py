@@ -16,7 +16,7 @@ from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
 from nasden.space import Architecture
-from nasden.strategy import Strategy
+from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
 from nasden.tb import log_samples
 
@@ -38,11 +38,8 @@ class TrainConfig:
     val_every: int = 250
 
     def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "val_every"):
-            if not 1 <= getattr(self, name) <= 100_000_000:
-                raise ValueError(f"{name}: expected an integer in [1, 1e8], got {getattr(self, name)}")
-        if not 0 < self.lr <= 10 or not 0 <= self.lr_min <= self.lr:
-            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+        require_counts(self, "steps", "checkpoint_every", "val_every")
+        require_learning_rate(self.lr, self.lr_min)
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
 

@@ -28,13 +28,15 @@ class Identity(DynamicOp):
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
+        # the identity as a 1×1 kernel, kept with the module so it follows its device and dtype
+        self.register_buffer("eye", torch.eye(cin)[:, :, None, None], persistent=False)
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
         return x
 
     def dense_kernel(self, cin: int, out: int) -> tuple[Tensor, None]:
         """The identity as a 1×1 convolution kernel (see :meth:`DynamicConv.dense_kernel`)."""
-        return torch.eye(out, cin)[:, :, None, None], None
+        return self.eye[:out, :cin], None
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Module:
         return nn.Identity()

@@ -35,9 +35,11 @@ def collapse_plan(candidates: list[DynamicOp]) -> tuple[list[list[int]], list[in
         take = len(members)
         while take > 1 and candidates[members[take - 1]].extent ** 2 > sum(candidates[i].area for i in members[:take]):
             take -= 1
-        if take > 1:
+        if take == 1:
+            take = 0  # a group of one is just the candidate
+        else:
             groups.append(members[:take])
-        apart.extend(members[take:] if take > 1 else members)
+        apart.extend(members[take:])
     return groups, sorted(apart)
 
 
@@ -49,7 +51,7 @@ def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: 
     bias: Tensor | None = None
     for weight, (kernel, b) in zip(weights, kernels):
         pad = (size - kernel.shape[-1]) // 2
-        term = weight * F.pad(kernel.to(x.dtype, copy=False).to(x.device, copy=False), (pad, pad, pad, pad))
+        term = weight * F.pad(kernel, (pad, pad, pad, pad))
         total = term if total is None else total + term
         if b is not None:
             bias = weight * b if bias is None else bias + weight * b
@@ -85,7 +87,4 @@ class MixedOp(nn.Module):
         groups, apart = self._plan if nm is None else ([], range(len(candidates)))
         terms = [op[i] * candidates[i](x, out, nm) for i in apart]
         terms += [collapsed_conv(x, [op[i] for i in group], [candidates[i] for i in group], out) for group in groups]
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        return total
+        return sum(terms[1:], terms[0])
