@@ -1,0 +1,76 @@
+"""Seconds per step of recipes/mod_nas.yaml's search and retraining, to say how long the paper recipe takes.
+
+Times the darts stage's two passes per step (architecture step with alpha-only gradients, weight step) on
+the paper-sized space (T = 1, 48 channels, two levels; batch 12 of 64² patches, channels-last as the stage
+runs them) and a retraining step of the largest architecture (batch 32), on random tensors.
+
+    python bench/mod_nas_step_time.py [--stages 1] [--steps 3]
+
+Results: bench/results/mod_nas_step_time.json.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from nasden.extract import extract
+from nasden.recipe import build_space
+from nasden.relaxation import ArchParameters
+from nasden.strategies.darts import Search
+from nasden.supernet import Supernet
+from record import write_json
+
+
+def seconds_per_call(step: Callable[[], None], calls: int) -> float:
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return (time.perf_counter() - start) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    space = build_space({"name": "mod_unet", "stages": args.stages, "levels": 2, "channels": 48, "layers": 3})
+    supernet = Supernet(space).to(memory_format=torch.channels_last)
+    arch = ArchParameters(space)
+    search = Search(supernet, arch)
+    optimizer = torch.optim.Adam(supernet.parameters(), 1e-3)
+    noisy = torch.rand(12, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+    clean = torch.rand(12, 1, 64, 64)
+
+    def search_step() -> None:
+        loss = torch.log(F.mse_loss(search(noisy), clean))
+        torch.autograd.grad(loss, list(arch.parameters()))
+        optimizer.zero_grad()
+        F.mse_loss(search.weights_forward(noisy), clean).backward()
+        optimizer.step()
+
+    network = extract(Supernet(space), space.largest())
+    network_optimizer = torch.optim.Adam(network.parameters(), 1e-3)
+    batch, target = torch.rand(32, 1, 64, 64), torch.rand(32, 1, 64, 64)
+
+    def train_step() -> None:
+        network_optimizer.zero_grad()
+        F.mse_loss(network(batch), target).backward()
+        network_optimizer.step()
+
+    search_s, train_s = seconds_per_call(search_step, args.steps), seconds_per_call(train_step, args.steps)
+    figures = {"stages": args.stages, "search_seconds_per_step": round(search_s, 3),
+               "retrain_seconds_per_step_largest": round(train_s, 3),
+               "hours_for_recipe": {"search_20000_steps": round(20000 * search_s / 3600, 1),
+                                    "retrain_100000_steps_largest": round(100000 * train_s / 3600, 1)}}
+    print(figures)
+    write_json("mod_nas_step_time", figures)
+
+
+if __name__ == "__main__":
+    main()
