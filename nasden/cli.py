@@ -90,10 +90,10 @@ def _check_sigma(run_dir: Path, sigma: float | None) -> None:
     elif noise.kind != "gaussian":
         trained = f"{noise.kind} noise"
     else:
-        levels = noise.sigma if isinstance(noise.sigma, list) else [noise.sigma]
-        if min(levels) <= sigma <= max(levels):
+        low, high = noise.sigma_range
+        if low <= sigma <= high:
             return
-        trained = f"AWGN sigma {noise.sigma}"
+        trained = f"AWGN sigma {noise.levels or noise.sigma}"
     warnings.warn(f"this model was trained on {trained}, not AWGN sigma {sigma:g}, and takes no noise-level "
                   f"input; expect worse results", stacklevel=2)
 

@@ -1,6 +1,7 @@
 """Evaluating a denoiser on noisy/clean pairs: PSNR, SSIM, cost and latency, as JSON and Markdown."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -25,17 +26,21 @@ class SetScore:
     psnr_8bit: float
     ssim: float
     input_psnr: float
+    denoise_ms: float  # measured wall time per image
 
 
 def score(model: nn.Module, pairs: Sequence[tuple[str, Tensor, Tensor]], name: str, multiple: int = 1) -> SetScore:
-    """Denoise every ``(name, noisy, clean)`` pair and average the metrics."""
+    """Denoise every ``(name, noisy, clean)`` pair and average the metrics and the wall time."""
     model.eval()
     rows = []
     for _, noisy, clean in pairs:
+        start = time.perf_counter()
         out = denoise(model, noisy, multiple).image
-        rows.append((psnr(out, clean), psnr(out, clean, quantize=True), ssim(out, clean), psnr(noisy, clean)))
+        elapsed_ms = 1000 * (time.perf_counter() - start)
+        rows.append((psnr(out, clean), psnr(out, clean, quantize=True), ssim(out, clean), psnr(noisy, clean),
+                     elapsed_ms))
     n = len(rows)
-    return SetScore(name, n, *(sum(r[i] for r in rows) / n for i in range(4)))
+    return SetScore(name, n, *(sum(r[i] for r in rows) / n for i in range(5)))
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
@@ -91,7 +96,8 @@ def evaluate_network(model: nn.Module, space: SearchSpace, spec: dict[str, Any],
     row: dict[str, Any] = as_dict(score(model, pairs, name, space.resolution_multiple))
     if dynamic:
         spent = model.spent()
-        row.update(flops_per_pixel=round(spent["flops_per_pixel"], 1), choices=spent["choices"])
+        row.update(flops_per_pixel=round(spent["flops_per_pixel"], 1), choices=spent["choices"],
+                   shares=[round(s, 4) for s in spent["shares"]])
     else:
         c = cost(space, spec["arch"])
         row.update(flops_per_pixel=c.flops_per_pixel, params=c.params)

@@ -15,11 +15,14 @@ from torch import Tensor
 @dataclass
 class NoiseConfig:
     """``kind``: gaussian (AWGN) or poisson_gaussian. ``sigma``: a number, or [low, high] for blind
-    noise drawn per image. ``peak``: photons at white for Poisson noise (a number or [low, high])."""
+    noise drawn per image. ``levels``: blind noise drawn per image from these sigmas instead (the
+    15/25/50 mix of ClassPruning); it replaces ``sigma``. ``peak``: photons at white for Poisson
+    noise (a number or [low, high])."""
 
     kind: Literal["gaussian", "poisson_gaussian"] = "gaussian"
     sigma: float | list[float] = 25.0
     peak: float | list[float] = 30.0
+    levels: list[float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("sigma", "peak"):
@@ -29,6 +32,14 @@ class NoiseConfig:
                 raise ValueError(f"{name}: expected a non-negative number or [low, high], got {value!r}")
         if min(self.peak if isinstance(self.peak, list) else [self.peak]) <= 0:
             raise ValueError(f"peak: expected a positive number, got {self.peak!r}")
+        if self.levels is not None and (not self.levels or any(not 0 <= v <= 255 for v in self.levels)):
+            raise ValueError(f"levels: expected a non-empty list of sigmas in [0, 255], got {self.levels!r}")
+
+    @property
+    def sigma_range(self) -> tuple[float, float]:
+        """The lowest and highest sigma this noise draws."""
+        values = self.levels or (self.sigma if isinstance(self.sigma, list) else [self.sigma])
+        return float(min(values)), float(max(values))
 
 
 def _draw(value: float | list[float], n: int, generator: torch.Generator) -> Tensor:
@@ -41,7 +52,11 @@ def _draw(value: float | list[float], n: int, generator: torch.Generator) -> Ten
 def add_noise(clean: Tensor, config: NoiseConfig, generator: torch.Generator) -> Tensor:
     """Noisy version of a ``[N, C, H, W]`` batch in [0, 1]; blind parameters are drawn per image."""
     n = clean.shape[0]
-    sigma = _draw(config.sigma, n, generator).view(n, 1, 1, 1) / 255.0
+    if config.levels:
+        sigma = torch.tensor(config.levels)[torch.randint(len(config.levels), (n,), generator=generator)]
+    else:
+        sigma = _draw(config.sigma, n, generator)
+    sigma = sigma.view(n, 1, 1, 1) / 255.0
     noisy = clean
     if config.kind == "poisson_gaussian":
         peak = _draw(config.peak, n, generator).view(n, 1, 1, 1)

@@ -64,6 +64,8 @@ class RunContext:
         self.writer = open_writer(run_dir)
         self.candidates: list[dict[str, Any]] = []  # [{"arch", "flops_per_pixel", "psnr"}] from search stages
         self.arch: Architecture | None = None  # the architecture an earlier stage chose
+        self.gate: nn.Module | None = None  # a routing gate an earlier stage trained (ClassPruning's classifier)
+        self.gate_spec: dict[str, Any] | None = None  # what rebuilds it (gate_from_spec)
         self.final: nn.Module | None = None  # the network to deploy
         self.final_spec: dict[str, Any] | None = None  # what rebuilds it (see build_network)
         self.summaries: list[dict[str, Any]] = []
@@ -83,6 +85,7 @@ class RunContext:
             "completed": len(self.summaries), "summaries": self.summaries, "supernet": self.supernet.state_dict(),
             "candidates": self.candidates, "arch": self.arch, "final_spec": self.final_spec,
             "final": None if self.final is None else self.final.state_dict(),
+            "gate_spec": self.gate_spec, "gate": None if self.gate is None else self.gate.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -91,6 +94,13 @@ class RunContext:
         self.candidates, self.arch, self.final_spec = state["candidates"], state["arch"], state["final_spec"]
         if state["final"] is not None:
             self.final = trained_network(self.space, self.final_spec, state["final"], self.device)
+        if state.get("gate") is not None:
+            self.set_gate(gate_from_spec(self.supernet, state["gate_spec"]), state["gate_spec"])
+            self.gate.load_state_dict(state["gate"])
+
+    def set_gate(self, gate: nn.Module, spec: dict[str, Any]) -> None:
+        """Keep ``gate`` (rebuilt by ``spec``) for the stages that follow."""
+        self.gate, self.gate_spec = gate.to(self.device), spec
 
 
 def build_network(space: SearchSpace, spec: dict[str, Any]) -> nn.Module:

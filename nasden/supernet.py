@@ -56,7 +56,7 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.layers = nn.ModuleDict({
-            node.name: MixedOp(node.ops, node.in_channels, node.channels, node.pre_relu)
+            node.name: MixedOp(node.ops, node.in_channels, node.channels, node.pre_relu, node.nm or ())
             for node in space.nodes.values() if node.kind == "layer"
         })
         self.unfold = nn.ModuleDict({node.name: UnfoldStep() for node in space.nodes.values() if node.kind == "unfold"})

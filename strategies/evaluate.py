@@ -63,7 +63,8 @@ class Evaluate(Strategy):
                 pairs = run.data.val
             else:
                 pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma)
-            sigma = cfg.sigma if cfg.sigma is not None else run.recipe.data.noise.sigma
+            noise = run.recipe.data.noise
+            sigma = cfg.sigma if cfg.sigma is not None else noise.levels or noise.sigma
             rows.append({**evaluate_network(model, run.space, spec, pairs, name), "sigma": sigma})
             ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f}, "
                     f"{rows[-1]['flops_per_pixel']:.4g} FLOPs/pixel ({rows[-1]['images']} images)")

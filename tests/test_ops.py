@@ -14,13 +14,14 @@ def test_every_op_shapes_and_extraction(name: str, size: int) -> None:
     spec = OPS.get(name)
     cin = 16
     cout = cin if spec.preserves_channels else 24
-    op = spec.build(cin, cout).eval()
+    op = spec.build(cin, cout, ("2:4", "4:4")).eval()
+    nm = (4, 4) if spec.per_pattern else None  # one copy per pattern: the pattern picks it
     x = torch.rand(2, 8, size, size)  # a slim input: 8 of 16 channels
     out = 8 if spec.preserves_channels else 16
-    y = op(x, out)
+    y = op(x, out, nm)
     expected = size * 2 if spec.scale < 0 else (size // 2 if spec.scale > 0 else size)
     assert y.shape == (2, out, expected, expected)
-    static = op.extract(Layout.dense(8), out).eval()
+    static = op.extract(Layout.dense(8), out, nm).eval()
     torch.testing.assert_close(static(x), y, atol=1e-5, rtol=0)
 
 

@@ -87,6 +87,10 @@ KILLED_STAGES = {  # stage kind → (space, stages); the last stage is killed af
     "gate": (SLIMMABLE, [{"strategy": "sandwich", "steps": 5, "val_size": 32},
                          {"strategy": "progressive_slimming", "group": 8, "val_images": 1, "val_size": 32},
                          {"strategy": "gate", "candidates": 3, "steps": 200, "checkpoint_every": 5}]),
+    "joint_finetune": ({"name": "nm_branches", "depth": 3, "channels": 8},
+                       [{"strategy": "classifier_pretrain", "steps": 5, "channels": 8, "pool_batches": 2},
+                        {"strategy": "branch_train", "steps": 5, "val_every": 5},
+                        {"strategy": "joint_finetune", "steps": 200, "checkpoint_every": 5, "val_every": 200}]),
 }
 
 

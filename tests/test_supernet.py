@@ -13,6 +13,8 @@ SPACE_OPTIONS = {  # small settings for every registered space
     "toy": [{}, {"image_channels": 3}],
     "dncnn": [{"depth": 5, "channels": 16, "group": 8}, {"depth": 4, "channels": 8, "bn": False},
               {"depth": 4, "channels": 8, "bn": False, "ops": ["conv3x3", "conv5x5", "dilconv3x3", "identity"]}],
+    "nm_branches": [{"depth": 4, "channels": 8}, {"depth": 3, "channels": 8, "variable_bn": False},
+                    {"backbone": "unet", "levels": 1, "channels": 8}],
     "mod_unet": [{"stages": 2, "levels": 1, "channels": 8, "layers": 3}],
     "unet": [{"levels": 2, "channels": 8, "group": 8}],
     "graph": [SPACES.get("toy")().to_dict()],

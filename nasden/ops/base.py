@@ -56,6 +56,8 @@ class OpSpec:
     ``scale`` is +1 for an op that halves the resolution, -1 for one that doubles it.
     ``preserves_channels`` ops (ReLU, BN, identity) output what they are given.
     ``in_multiple``: input channels must be a multiple of it (pixel shuffle needs 4).
+    ``per_pattern`` ops keep one copy per N:M pattern of their layer (variable BatchNorm) and are
+    built with ``patterns``, the layer's pattern strings.
     """
 
     name: str
@@ -65,8 +67,11 @@ class OpSpec:
     preserves_channels: bool = False
     in_multiple: int = 1
     supports_nm: bool = False
+    per_pattern: bool = False
 
-    def build(self, cin: int, cout: int) -> DynamicOp:
+    def build(self, cin: int, cout: int, patterns: Sequence[str] = ()) -> DynamicOp:
+        if self.per_pattern:
+            return self.cls(cin, cout, patterns=tuple(patterns), **self.hparams)
         return self.cls(cin, cout, **self.hparams)
 
     def cost(self, cin: int, cout: int) -> tuple[float, int]:

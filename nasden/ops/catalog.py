@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from nasden.ops.attention import DynamicTanhAttention
 from nasden.ops.base import OpSpec
-from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU
+from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU, VariableBatchNorm
 from nasden.ops.convolution import DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv, UpsampleConv
 from nasden.registry import OPS
 
@@ -27,4 +27,5 @@ _register(OpSpec("pixelshuffle_conv3x3", ShuffleConv, scale=-1, in_multiple=4, s
 _register(OpSpec("relu", ReLU, preserves_channels=True))
 _register(OpSpec("identity", Identity, preserves_channels=True))
 _register(OpSpec("bn", DynamicBatchNorm, preserves_channels=True))
+_register(OpSpec("vbn", VariableBatchNorm, preserves_channels=True, supports_nm=True, per_pattern=True))
 _register(OpSpec("attention", DynamicTanhAttention, {"hidden": 16}, preserves_channels=True))

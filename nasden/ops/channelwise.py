@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasden.ops.base import NM, DynamicOp, Layout
+from nasden.ops.nm import parse_nm
 
 
 class ReLU(DynamicOp):
@@ -89,3 +90,33 @@ class DynamicBatchNorm(DynamicOp):
     @classmethod
     def cost(cls, cin: int, cout: int, momentum: float | None = 0.1, eps: float = 1e-5) -> tuple[float, int]:
         return 0.0, 2 * cin
+
+
+class VariableBatchNorm(DynamicOp):
+    """Variable BatchNorm (ClassPruning, after DS-Net): one BatchNorm per N:M pattern of the layer, chosen
+    with the pattern, since sparser branches see features of other means and variances."""
+
+    def __init__(self, cin: int, cout: int, patterns: tuple[str, ...] = ()):
+        super().__init__()
+        if not patterns:
+            raise ValueError("variable BatchNorm needs the layer's N:M patterns (give the node an nm list)")
+        self.norms = nn.ModuleDict({_key(parse_nm(p)): DynamicBatchNorm(cin, cout) for p in patterns})
+
+    def _norm(self, nm: NM | None) -> DynamicBatchNorm:
+        if nm is None or _key(nm) not in self.norms:
+            raise ValueError(f"variable BatchNorm has statistics for patterns {list(self.norms)}, not {nm}")
+        return self.norms[_key(nm)]
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return self._norm(nm)(x, out)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.BatchNorm2d:
+        return self._norm(nm).extract(layout, out)
+
+    @classmethod
+    def cost(cls, cin: int, cout: int, patterns: tuple[str, ...] = ()) -> tuple[float, int]:
+        return DynamicBatchNorm.cost(cin, cout)  # a branch uses one of the BatchNorms
+
+
+def _key(nm: NM) -> str:
+    return f"{nm[0]}:{nm[1]}"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasden.ops.base import NM, DynamicOp, Layout
-from nasden.ops.nm import apply_nm
+from nasden.ops.nm import NMGradient, apply_nm
 
 
 def fan_in_scale(active: int, widest: int) -> float:
@@ -32,7 +32,8 @@ def _static_weight(weight: Tensor, layout: Layout, out: int, nm: NM | None) -> T
 
 
 class DynamicConv(DynamicOp):
-    """k×k convolution (optionally strided or dilated) that runs at any input/output width."""
+    """k×k convolution (optionally strided or dilated) that runs at any input/output width, with an
+    optional N:M mask trained through by ``nm_gradient`` (:func:`nasden.ops.nm.set_nm_gradient`)."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
                  bias: bool = True):
@@ -41,11 +42,12 @@ class DynamicConv(DynamicOp):
         self.padding = dilation * (kernel - 1) // 2
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.nm_gradient = NMGradient()
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
         cin = x.shape[1]
-        weight = apply_nm(self.weight[:out, :cin], nm)
+        weight = apply_nm(self.weight[:out, :cin], nm, self.nm_gradient)
         if cin != self.weight.shape[1]:
             weight = weight * fan_in_scale(cin, self.weight.shape[1])
         bias = None if self.bias is None else self.bias[:out]

@@ -1,4 +1,5 @@
-"""Routing gates: small networks that pick a candidate sub-network for each input image.
+"""Routing gates: small networks that pick a candidate sub-network for each input image
+(DDS-Net's gate, ClassPruning's difficulty classifier).
 
 Every gate maps a batch ``[N, C, H, W]`` to logits ``[N, E]`` over E candidates and reports its
 own ``flops_per_pixel``; :class:`nasden.dynamic.DynamicDenoiser` runs the chosen candidates.
@@ -87,8 +88,42 @@ def dds_gate(supernet: Supernet, width: int | str, hidden: int, candidates: int)
     return gate.to(next(supernet.parameters()).device), spec
 
 
+class ClassifierGate(nn.Module):
+    """ClassPruning's classifier module: four Conv-BN-ReLU blocks, global average pooling and a fully
+    connected layer to L difficulty classes (class i routes to the i-th cheapest branch).
+
+    The paper gives neither width nor stride; each block here has ``channels`` outputs and stride
+    ``stride``, so with the defaults (64, 2) the classifier costs about 0.5% of a 17-layer DnCNN.
+    """
+
+    def __init__(self, in_channels: int, classes: int, channels: int = 64, stride: int = 2):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        macs, cin = 0.0, in_channels
+        for block in range(1, 5):
+            blocks += [nn.Conv2d(cin, channels, 3, stride, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
+            macs += 9 * cin * channels / stride ** (2 * block)
+            cin = channels
+        self.features = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, classes)
+        self.flops_per_pixel = 2 * macs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def classifier_gate(in_channels: int, classes: int, channels: int = 64, stride: int = 2
+                    ) -> tuple[ClassifierGate, dict[str, Any]]:
+    """A ClassPruning classifier and the JSON spec that rebuilds it (:func:`gate_from_spec`)."""
+    spec = {"kind": "classifier", "classes": classes, "channels": channels, "stride": stride}
+    return ClassifierGate(in_channels, classes, channels, stride), spec
+
+
 def gate_from_spec(supernet: Supernet, spec: dict[str, Any]) -> nn.Module:
     """The (untrained) gate a spec describes, ready for ``load_state_dict``."""
-    if spec["kind"] != "dds":
-        raise ValueError(f"unknown gate kind {spec['kind']!r}")
-    return dds_gate(supernet, spec["width"], spec["hidden"], spec["candidates"])[0]
+    if spec["kind"] == "dds":
+        return dds_gate(supernet, spec["width"], spec["hidden"], spec["candidates"])[0]
+    if spec["kind"] == "classifier":
+        gate, _ = classifier_gate(supernet.space.in_channels, spec["classes"], spec["channels"], spec["stride"])
+        return gate.to(next(supernet.parameters()).device)
+    raise ValueError(f"unknown gate kind {spec['kind']!r}")

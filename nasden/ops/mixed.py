@@ -62,13 +62,15 @@ def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: 
 class MixedOp(nn.Module):
     """Holds every candidate op of a layer at its widest and runs one, or a weighted sum of all.
 
-    With ``pre_relu`` the layer applies ReLU to its input once, before whichever candidate runs.
+    With ``pre_relu`` the layer applies ReLU to its input once, before whichever candidate runs;
+    ``patterns`` are the layer's N:M patterns (for ops with one copy per pattern).
     """
 
-    def __init__(self, ops: tuple[str, ...], cin: int, cout: int, pre_relu: bool = False):
+    def __init__(self, ops: tuple[str, ...], cin: int, cout: int, pre_relu: bool = False,
+                 patterns: tuple[str, ...] = ()):
         super().__init__()
         self.pre_relu = pre_relu
-        self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout) for op in ops})
+        self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout, patterns) for op in ops})
         self._plan = collapse_plan(list(self.candidates.values()))
 
     def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None) -> Tensor:

@@ -1,0 +1,158 @@
+"""ClassPruning vs the dense network at CPU scale, with the paper's two ablations (its Tables 1 and 4).
+
+Base network: DnCNN-like, ``--depth`` layers, ``--channels`` channels, with BatchNorm. Training
+patches from ../shared/data/train400 with blind AWGN drawn from sigma 15/25/50; test on BSD68 at
+each sigma. Every model gets the same restoration-training budget, ``--steps`` optimiser steps (L1,
+Adam, cosine): the dense net in one ``train`` stage; ClassPruning as ``branch_train`` (2/3 of the
+steps) + ``joint_finetune`` (1/3), after a ``classifier_pretrain`` of ``--classifier-steps``. Each
+ClassPruning step runs all three branches, so it costs about three dense steps of compute.
+
+Models: dense; ClassPruning (variable BN, SR-STE); ablations "vBN → BN" (one BatchNorm shared by
+the branches) and "SR-STE → STE". Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
+them (dense × N/M for sparse layers, classifier included) and % of dense, parameters, branch shares,
+and the measured CPU wall time of each extracted branch (masked weights run as dense convolutions on
+a CPU: no speed-up is expected or claimed).
+
+    python bench/nm_branches.py [--steps 1500] [--depth 10] [--channels 32] [--data ../shared/data]
+
+Writes bench/results/nm_branches.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasden.cost import cost, measure_latency
+from nasden.data import evaluation_pairs, load_set
+from nasden.dynamic import DynamicDenoiser
+from nasden.evaluation import evaluate_network, markdown_table
+from nasden.noise import NoiseConfig
+from nasden.recipe import parse_recipe
+from nasden.run import create_run, execute, load_final
+from record import RESULTS, provenance
+
+SIGMAS = (15, 25, 50)
+
+
+def recipe(args: argparse.Namespace, name: str, space: dict[str, Any], stages: list[dict]) -> dict[str, Any]:
+    return {
+        "name": name, "seed": 0, "device": "cpu",
+        "data": {"train": str(Path(args.data) / "train400"), "val": "builtin", "val_crop": 128, "val_images": 2,
+                 "noise": {"kind": "gaussian", "levels": list(SIGMAS)}, "patch": args.patch, "batch": args.batch},
+        "space": space, "stages": stages,
+    }
+
+
+def class_pruning_stages(args: argparse.Namespace, gradient: str) -> list[dict[str, Any]]:
+    branch_steps = 2 * args.steps // 3
+    return [
+        {"strategy": "classifier_pretrain", "steps": args.classifier_steps, "lr": 1e-3, "lr_min": 1e-6,
+         "channels": 32, "pool_batches": 32},
+        {"strategy": "branch_train", "steps": branch_steps, "lr": args.lr, "lr_min": args.lr / 100,
+         "gradient": gradient, "val_every": branch_steps},
+        {"strategy": "joint_finetune", "steps": args.steps - branch_steps, "lr": args.lr / 10,
+         "lr_min": args.lr / 1000, "gradient": gradient, "val_every": args.steps - branch_steps},
+    ]
+
+
+def models(args: argparse.Namespace) -> dict[str, tuple[dict, list[dict]]]:
+    base = {"depth": args.depth, "channels": args.channels, "bn": True}
+    nm = {"name": "nm_branches", **base}
+    return {
+        "dense": ({"name": "dncnn", **base}, [{"strategy": "train", "steps": args.steps, "lr": args.lr,
+                                              "lr_min": args.lr / 1000, "loss": "l1", "val_every": args.steps}]),
+        "classpruning": (nm, class_pruning_stages(args, "sr_ste")),
+        "vbn_to_bn": ({**nm, "variable_bn": False}, class_pruning_stages(args, "sr_ste")),
+        "srste_to_ste": (nm, class_pruning_stages(args, "ste")),
+    }
+
+
+def evaluate(run_dir: Path, args: argparse.Namespace, test: Any) -> dict[str, Any]:
+    space, spec, model = load_final(run_dir)
+    row: dict[str, Any] = {}
+    for sigma in SIGMAS:
+        pairs = evaluation_pairs(test, NoiseConfig(sigma=sigma), seed=0, crop=args.crop)
+        scores = evaluate_network(model, space, spec, pairs, f"bsd68-{sigma}")
+        row[f"psnr_{sigma}"] = scores["psnr"]
+        if isinstance(model, DynamicDenoiser):
+            row[f"shares_{sigma}"] = scores["shares"]
+            row[f"flops_{sigma}"] = scores["flops_per_pixel"]
+    example = torch.rand(1, 1, 321, 481)
+    if isinstance(model, DynamicDenoiser):
+        flops = [row[f"flops_{s}"] for s in SIGMAS]
+        row["flops_per_pixel"] = sum(flops) / len(flops)
+        row["params"] = sum(p.numel() for p in model.candidates[-1].parameters()) \
+            + sum(p.numel() for p in model.gate.parameters()) \
+            + sum(p.numel() for c in model.candidates[:-1] for m in c.modules()
+                  if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())  # vBN's extra statistics
+        row["branch_flops_per_pixel"] = model.flops
+        row["gate_flops_per_pixel"] = model.gate_flops
+        row["branch_latency_ms"] = [round(1000 * measure_latency(c, example, runs=5), 1) for c in model.candidates]
+    else:
+        c = cost(space, spec["arch"])
+        row["flops_per_pixel"], row["params"] = c.flops_per_pixel, c.params
+        row["latency_ms"] = round(1000 * measure_latency(model, example, runs=5), 1)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--classifier-steps", type=int, default=300)
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--patch", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--crop", type=int, help="centre-crop the BSD68 images (default: whole images)")
+    parser.add_argument("--only", nargs="*", help="train only these models (default: all)")
+    parser.add_argument("--data", default="../shared/data")
+    args = parser.parse_args()
+    test = load_set(str(Path(args.data) / "bsd68"), 1, "val")
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (space, stages) in models(args).items():
+            if args.only and name not in args.only:
+                continue
+            started = time.perf_counter()
+            run_dir = create_run(parse_recipe(recipe(args, name, space, stages), name), Path(folder) / name)
+            summaries = execute(run_dir, quiet=True)
+            train_seconds = time.perf_counter() - started
+            rows[name] = {"train_seconds": round(train_seconds), **evaluate(run_dir, args, test)}
+            if name != "dense":
+                rows[name]["stage_summaries"] = summaries
+            print(name, json.dumps({k: v for k, v in rows[name].items() if k != "stage_summaries"}), flush=True)
+    dense = rows.get("dense")
+    table = []
+    for name, row in rows.items():
+        entry = {"model": name, **{f"PSNR σ{s}": row[f"psnr_{s}"] for s in SIGMAS},
+                 "FLOPs/px": row["flops_per_pixel"], "params": row["params"]}
+        if dense:
+            entry["% dense FLOPs"] = round(100 * row["flops_per_pixel"] / dense["flops_per_pixel"], 1)
+            entry["ΔPSNR (mean)"] = round(sum(row[f"psnr_{s}"] - dense[f"psnr_{s}"] for s in SIGMAS) / 3, 3)
+        entry["shares 1:4/2:4/4:4 at σ15 | σ25 | σ50"] = " | ".join(
+            "/".join(f"{v:.2f}" for v in row[f"shares_{s}"]) for s in SIGMAS) if f"shares_{SIGMAS[0]}" in row else "-"
+        entry["train s"] = row["train_seconds"]
+        table.append(entry)
+    figures = {"settings": vars(args), "models": rows}
+    (RESULTS / "nm_branches.json").write_text(json.dumps({**provenance(), **figures}, indent=2) + "\n")
+    speed = [f"- {name}: wall time per 321×481 image, branches 1:4/2:4/4:4 = {row['branch_latency_ms']} ms"
+             for name, row in rows.items() if "branch_latency_ms" in row]
+    if dense:
+        speed.append(f"- dense: {dense['latency_ms']} ms")
+    meta = provenance()
+    text = (f"# ClassPruning vs dense (CPU scale)\n\n`{meta['command']}` — {meta['date']}, {meta['git_revision']}, "
+            f"{meta['machine']}\n\n{markdown_table(table)}\nMeasured CPU wall time (no sparse kernels: masked "
+            f"weights run as dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
+    (RESULTS / "nm_branches.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
