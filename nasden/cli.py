@@ -1,4 +1,4 @@
-"""The ``nasden`` command: search | resume | validate | ls | eval | denoise | export."""
+"""The ``nasden`` command: search | resume | worker | validate | ls | eval | denoise | export."""
 from __future__ import annotations
 
 import argparse
@@ -27,18 +27,44 @@ def _search(args: argparse.Namespace) -> int:
     from nasden.run import create_run, execute
     recipe = load_recipe(args.recipe, args.override)
     run_dir = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_workers(args.workers)
     create_run(recipe, run_dir)
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")
-    execute(run_dir, args.quiet)
+    execute(run_dir, args.quiet, args.workers)
     return 0
+
+
+def _check_workers(workers: int) -> None:
+    if not 1 <= workers <= 256:
+        raise RecipeError(f"--workers: expected 1..256 processes, got {workers}")
+
+
+def _run_folder(path: str) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "recipe.yaml").exists():
+        raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.yaml)")
+    return run_dir
 
 
 def _resume(args: argparse.Namespace) -> int:
     from nasden.run import execute
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "recipe.yaml").exists():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.yaml)")
-    execute(run_dir, args.quiet)
+    _check_workers(args.workers)
+    execute(_run_folder(args.run_dir), args.quiet, args.workers)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from nasden.run import StageContext, open_run
+    from nasden.strategies.evolution import work
+    ctx = open_run(_run_folder(args.run_dir), args.quiet)
+    stages = ctx.recipe.stages
+    if not 0 <= args.stage < len(stages) or stages[args.stage].strategy != "evolution":
+        raise RecipeError(f"{args.run_dir}: stage {args.stage} is not an evolution stage "
+                          f"(stages: {', '.join(s.strategy for s in stages)})")
+    if len(ctx.summaries) < args.stage:
+        raise RecipeError(f"{args.run_dir}: stage {args.stage} has not started; the stages before it must finish first")
+    study = work(StageContext(ctx, args.stage, "evolution"), stages[args.stage].options, args.index)
+    print(f"worker {args.index}: the study holds {len(study.trials)} trials")
     return 0
 
 
@@ -184,9 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("--out", help="run folder (default: runs/<recipe name>-<time>)")
     p.add_argument("-o", "--override", **overrides)
+    workers = {"type": int, "default": 1, "help": "local processes for evolution trials (default 1)"}
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
+    p.add_argument("--workers", **workers)
     p = command("resume", _resume, "continue a stopped or killed run where it left off")
     p.add_argument("run_dir")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--workers", **workers)
+    p = command("worker", _worker, "join a running evolution stage's study and evaluate trials")
+    p.add_argument("run_dir")
+    p.add_argument("--stage", type=int, required=True, help="index of the evolution stage in the recipe")
+    p.add_argument("--index", type=int, default=1, help="worker number (seeds its sampler; default 1)")
     p.add_argument("--quiet", action="store_true")
     p = command("validate", _validate, "check a recipe without running it")
     p.add_argument("recipe")

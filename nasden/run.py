@@ -54,8 +54,9 @@ def resolve_device(name: str) -> torch.device:
 class RunContext:
     """What the stages of a run share: space, supernet, data, device, writer and results so far."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, quiet: bool = False):
+    def __init__(self, recipe: Recipe, run_dir: Path, quiet: bool = False, workers: int = 1):
         self.recipe, self.run_dir, self.quiet = recipe, run_dir, quiet
+        self.workers = workers  # local processes a stage may run its trials on (evolution)
         self.device = resolve_device(recipe.device)
         self.space: SearchSpace = recipe.build_space()
         torch.manual_seed(recipe.seed)
@@ -169,12 +170,20 @@ def create_run(recipe: Recipe, run_dir: Path) -> Path:
     return run_dir
 
 
-def execute(run_dir: Path, quiet: bool = False) -> list[dict[str, Any]]:
-    """Run (or resume) every stage of the run in ``run_dir``; returns the stage summaries."""
-    recipe = load_recipe(run_dir / "recipe.yaml")
-    ctx = RunContext(recipe, run_dir, quiet)
+def open_run(run_dir: Path, quiet: bool = False, workers: int = 1) -> RunContext:
+    """The context of the run in ``run_dir`` with what its completed stages left."""
+    ctx = RunContext(load_recipe(run_dir / "recipe.yaml"), run_dir, quiet, workers)
     if (run_dir / "context.pt").exists():
         ctx.load_state_dict(load_torch(run_dir / "context.pt"))
+    return ctx
+
+
+def execute(run_dir: Path, quiet: bool = False, workers: int = 1) -> list[dict[str, Any]]:
+    """Run (or resume) every stage of the run in ``run_dir``; returns the stage summaries.
+
+    ``workers``: local processes for stages that spread trials over processes (evolution)."""
+    ctx = open_run(run_dir, quiet, workers)
+    recipe = ctx.recipe
     try:
         for index, stage in enumerate(recipe.stages):
             stage_ctx = StageContext(ctx, index, stage.strategy)

@@ -1,2 +1,2 @@
 """Built-in strategies (installed as ``nasden.strategies``); importing registers them."""
-from nasden.strategies import class_pruning, darts, evaluate, gate, sandwich, slimming, train  # noqa: F401
+from nasden.strategies import class_pruning, darts, evaluate, evolution, gate, sandwich, slimming, train  # noqa: F401
