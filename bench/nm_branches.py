@@ -35,6 +35,7 @@ from nasden.evaluation import evaluate_network, markdown_table
 from nasden.noise import NoiseConfig
 from nasden.recipe import parse_recipe
 from nasden.run import create_run, execute, load_final
+from nasden.supernet import Supernet
 from record import RESULTS, provenance
 
 SIGMAS = (15, 25, 50)
@@ -87,10 +88,9 @@ def evaluate(run_dir: Path, args: argparse.Namespace, test: Any) -> dict[str, An
     if isinstance(model, DynamicDenoiser):
         flops = [row[f"flops_{s}"] for s in SIGMAS]
         row["flops_per_pixel"] = sum(flops) / len(flops)
-        row["params"] = sum(p.numel() for p in model.candidates[-1].parameters()) \
-            + sum(p.numel() for p in model.gate.parameters()) \
-            + sum(p.numel() for c in model.candidates[:-1] for m in c.modules()
-                  if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())  # vBN's extra statistics
+        # the shared weights, every branch's BatchNorm (variable BN) and the classifier
+        row["params"] = sum(p.numel() for p in Supernet(space).parameters()) \
+            + sum(p.numel() for p in model.gate.parameters())
         row["branch_flops_per_pixel"] = model.flops
         row["gate_flops_per_pixel"] = model.gate_flops
         row["branch_latency_ms"] = [round(1000 * measure_latency(c, example, runs=5), 1) for c in model.candidates]
@@ -136,7 +136,7 @@ def main() -> None:
         if dense:
             entry["% dense FLOPs"] = round(100 * row["flops_per_pixel"] / dense["flops_per_pixel"], 1)
             entry["ΔPSNR (mean)"] = round(sum(row[f"psnr_{s}"] - dense[f"psnr_{s}"] for s in SIGMAS) / 3, 3)
-        entry["shares 1:4/2:4/4:4 at σ15 | σ25 | σ50"] = " | ".join(
+        entry["shares 1:4/2:4/4:4 at σ15; σ25; σ50"] = "; ".join(
             "/".join(f"{v:.2f}" for v in row[f"shares_{s}"]) for s in SIGMAS) if f"shares_{SIGMAS[0]}" in row else "-"
         entry["train s"] = row["train_seconds"]
         table.append(entry)

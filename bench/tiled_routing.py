@@ -5,7 +5,7 @@
 RUN_DIR is a finished run whose final network is a dynamic denoiser (e.g. recipes/dds_net_quick.yaml).
 Noise: AWGN with sigma drawn per image from 0-50 (``--sigma blind``, seed 0) or a fixed sigma.
 FLOPs per pixel include the gate and, for tiles, the overlap computed twice.
-Writes bench/results/tiled_routing.json and .md.
+Writes bench/results/tiled_routing.json and .md (or ``--name``.json and .md).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--sigma", default="blind")
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--overlap", type=int, default=16)
+    parser.add_argument("--name", default="tiled_routing", help="results file name (default tiled_routing)")
     args = parser.parse_args()
     space, spec, model = load_final(Path(args.run_dir))
     if not isinstance(model, DynamicDenoiser):
@@ -58,8 +59,8 @@ def main() -> None:
     result = {**provenance(), "run": str(args.run_dir), "data": args.data, "sigma": sigma, "images": len(pairs),
               "candidates_flops_per_pixel": model.flops, "gate_flops_per_pixel": model.gate_flops, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tiled_routing.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "tiled_routing.md").write_text(
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(
         f"# Tile vs image routing\n\n`{result['command']}` — {result['date']}, {result['git_revision']}\n\n"
         f"{len(pairs)} images from {args.data}, AWGN sigma {sigma}\n\n{markdown_table(rows)}")
     print(markdown_table(rows))

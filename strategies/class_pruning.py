@@ -68,10 +68,14 @@ def entropy(probabilities: Tensor) -> Tensor:
     return -(probabilities * probabilities.clamp(min=1e-12).log()).sum(1).mean()
 
 
-def branch_denoiser(run: RunContext) -> tuple[DynamicDenoiser, dict[str, Any]]:
-    """The classifier and every branch extracted as a static network; the spec that rebuilds them."""
+def require_classifier(run: RunContext) -> None:
     if run.gate is None or run.gate_spec is None or run.gate_spec.get("kind") != "classifier":
         raise RecipeError("this stage needs the difficulty classifier: put classifier_pretrain before it")
+
+
+def branch_denoiser(run: RunContext) -> tuple[DynamicDenoiser, dict[str, Any]]:
+    """The classifier and every branch extracted as a static network; the spec that rebuilds them."""
+    require_classifier(run)
     archs = list(branch_archs(run.space).values())
     flops = [cost(run.space, arch).flops_per_pixel for arch in archs]
     training = run.supernet.training
@@ -187,7 +191,7 @@ class _BranchStage(Strategy):
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        branch_denoiser(run)  # fails early without a classifier
+        require_classifier(run)
         branches = branch_archs(run.space)
         names, archs = list(branches), list(branches.values())
         costs = torch.tensor([cost(run.space, a).flops_per_pixel for a in archs], device=run.device)
