@@ -69,6 +69,7 @@ def entropy(probabilities: Tensor) -> Tensor:
 
 
 def require_classifier(run: RunContext) -> None:
+    """Raise ``RecipeError`` unless an earlier stage left the run a difficulty classifier."""
     if run.gate is None or run.gate_spec is None or run.gate_spec.get("kind") != "classifier":
         raise RecipeError("this stage needs the difficulty classifier: put classifier_pretrain before it")
 

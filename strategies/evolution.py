@@ -160,13 +160,12 @@ class TrialScorer:
 def work(ctx: StageContext, config: EvolutionConfig, worker: int = 0) -> optuna.Study:
     """Run trials in this process until the study holds ``trials`` completed ones."""
     study = open_study(ctx, config, ctx.seed + worker)
-    scorer = TrialScorer(ctx, config, worker)
-    stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,))
-    remaining = config.trials - len(completed(study))
-    if remaining > 0:
-        with ctx.progress(config.trials, len(completed(study))) as bar:
-            study.optimize(scorer, n_trials=remaining + 3 * config.trials, callbacks=[stop, lambda *_: bar.update()],
-                           catch=())
+    done = len(completed(study))
+    if done < config.trials:
+        stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,))
+        with ctx.progress(config.trials, done) as bar:
+            study.optimize(TrialScorer(ctx, config, worker), n_trials=config.trials - done + 3 * config.trials,
+                           callbacks=[stop, lambda *_: bar.update()], catch=())
     return study
 
 

@@ -114,7 +114,7 @@ class VariableBatchNorm(DynamicOp):
         return self._norm(nm).extract(layout, out)
 
     @classmethod
-    def cost(cls, cin: int, cout: int, patterns: tuple[str, ...] = ()) -> tuple[float, int]:
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
         return DynamicBatchNorm.cost(cin, cout)  # a branch uses one of the BatchNorms
 
 
