@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -88,12 +90,26 @@ def test_two_local_workers_share_one_sqlite_study(tmp_path) -> None:
     assert json.loads((run / "stages" / "00-evolution" / "result.json").read_text())["trials"] == 60
 
 
+def _running_trial_being_scored(db: Path, labels: int) -> int | None:
+    """The number of a running trial with a recorded heartbeat (only such a trial can go stale) and its whole
+    architecture suggested (it is being scored), if any."""
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db) as connection:
+            row = connection.execute(
+                "SELECT t.number FROM trials t JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE t.state = "
+                "'RUNNING' AND (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = t.trial_id) = ?",
+                (labels,)).fetchone()
+    except sqlite3.OperationalError:  # the worker is still creating the tables
+        return None
+    return None if row is None else row[0]
+
+
 def test_a_killed_workers_trial_is_retried_not_counted_twice(tmp_path) -> None:
     evolution = {**TINY["stages"][1], "trials": 5, "heartbeat_seconds": 1, "val_size": 128}
     recipe = {**TINY, "data": {**TINY["data"], "val_crop": 128}, "space": {"name": "slimmable", "depth": 17,
                                                                           "channels": 64}, "stages": [evolution]}
-    path = tmp_path / "evo.yaml"
-    path.write_text(yaml.safe_dump(recipe))
     run = tmp_path / "run"
     create_run(parse_recipe(recipe), run)
     worker = subprocess.Popen([sys.executable, "-m", "nasden.cli", "worker", str(run), "--stage", "0", "--quiet"],
@@ -101,22 +117,19 @@ def test_a_killed_workers_trial_is_retried_not_counted_twice(tmp_path) -> None:
     ctx = open_run(run, quiet=True)
     stage = StageContext(ctx, 0, "evolution")
     deadline = time.time() + 120
-    running = []
-    while not running and worker.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-        if (stage.dir / "study.db").exists():
-            try:
-                running = open_study(stage, ctx.recipe.stages[0].options, 0).get_trials(states=(TrialState.RUNNING,))
-            except Exception:  # the worker may still be creating the tables
-                running = []
+    lost = None
+    while lost is None and worker.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+        lost = _running_trial_being_scored(stage.dir / "study.db", len(ctx.space.choices()))
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    assert running, "the worker finished before it could be killed"
+    assert lost is not None, "the worker finished before it could be killed"
+    study = open_study(stage, ctx.recipe.stages[0].options, 0)
+    assert study.trials[lost].state == TrialState.RUNNING, "the trial ended before the kill landed"
     time.sleep(2.5)  # past the grace period: the trial's heartbeat is stale
     summaries = execute(run, quiet=True)
     study = open_study(stage, ctx.recipe.stages[0].options, 0)
     failed = study.get_trials(states=(TrialState.FAIL,))
-    lost = running[0].number
     assert [t.number for t in failed] == [lost]
     retried = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.system_attrs.get("failed_trial") == lost]
     assert len(retried) == 1 and retried[0].params == failed[0].params  # the same architecture again
