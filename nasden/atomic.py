@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from nasden.distributed import is_main
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -16,8 +18,11 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[str], None], suffix: str = "") -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    A kill at any moment leaves either the old file or the new one, never half of one.
+    A kill at any moment leaves either the old file or the new one, never half of one. Under torchrun
+    only rank 0 writes; on the other processes this does nothing.
     """
+    if not is_main():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from nasden import distributed
 from nasden.data import DataError, evaluation_pairs, load_set
 from nasden.images import EXTENSIONS, ImageError, list_images, load_image, save_image
 from nasden.noise import NoiseConfig
@@ -26,11 +27,13 @@ USER_ERRORS = (RecipeError, DataError, ImageError, SpaceError, UnknownNameError,
 def _search(args: argparse.Namespace) -> int:
     from nasden.run import create_run, execute
     recipe = load_recipe(args.recipe, args.override)
-    run_dir = Path(args.out) if args.out else Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_workers(args.workers)
-    create_run(recipe, run_dir)
-    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")
-    execute(run_dir, args.quiet, args.workers)
+    with distributed.process_group():  # under torchrun: rank 0 makes the run folder, every process runs it
+        run_dir = distributed.from_main(lambda: create_run(recipe, Path(args.out) if args.out else Path("runs") / (
+            f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")))
+        if distributed.is_main():
+            print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")
+        execute(run_dir, args.quiet, args.workers)
     return 0
 
 
@@ -49,7 +52,8 @@ def _run_folder(path: str) -> Path:
 def _resume(args: argparse.Namespace) -> int:
     from nasden.run import execute
     _check_workers(args.workers)
-    execute(_run_folder(args.run_dir), args.quiet, args.workers)
+    with distributed.process_group():
+        execute(distributed.from_main(lambda: _run_folder(args.run_dir)), args.quiet, args.workers)
     return 0
 
 

@@ -158,13 +158,21 @@ class PatchSampler:
             halves.append(half)
         return halves[0], halves[1]
 
-    def batch(self, step: int, batch: int | None = None, stream: int = 0,
-              patch: int | None = None) -> tuple[Tensor, Tensor]:
+    def batch(self, step: int, batch: int | None = None, stream: int = 0, patch: int | None = None,
+              shard: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
         """(noisy, clean) patches ``[B, C, patch, patch]`` for training step ``step``.
 
         Stages pass their own ``stream`` so that two stages do not see the same batches, and may ask
-        for another ``batch`` size or ``patch`` size than the data section's.
+        for another ``batch`` size or ``patch`` size than the data section's. ``shard=(i, k)``: share
+        ``i`` of ``k`` processes, i.e. rows ``i·B .. (i+1)·B`` of the batch of ``k·B`` patches one process
+        would draw, so k processes together see exactly that batch.
         """
+        if shard is not None:
+            index, count = shard
+            size = batch or self.batch_size
+            noisy, clean = self.batch(step, size * count, stream, patch)
+            rows = slice(index * size, (index + 1) * size)
+            return noisy[rows].contiguous(), clean[rows].contiguous()
         g = _generator(self.seed + 7919 * stream, step)
         size = batch or self.batch_size
         patch = patch or self.patch

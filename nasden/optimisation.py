@@ -8,14 +8,20 @@
 
 The module's and optimiser's state and the step are the stage checkpoint: a resumed stage
 continues at the step after the last checkpoint with exactly the state it had.
+
+In a data-parallel stage under torchrun (``ctx.shard``), every process starts from rank 0's state,
+gradients are averaged over the processes before each optimiser step and BatchNorm statistics
+after it, so the module stays the same on every process.
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from nasden import distributed
 from nasden.schedule import cosine_lr, set_lr
 
 if TYPE_CHECKING:
@@ -35,7 +41,9 @@ class Optimisation:
         self.ctx, self.module, self.steps = ctx, module, steps
         self.companions = dict(companions or {})
         self.lr, self.lr_min, self.checkpoint_every, self.log_every = lr, lr_min, checkpoint_every, log_every
-        self.optimizer = torch.optim.Adam(list(module.parameters() if parameters is None else parameters), lr=lr)
+        self.parameters = list(module.parameters() if parameters is None else parameters)
+        self.optimizer = torch.optim.Adam(self.parameters, lr=lr)
+        self.processes = distributed.world_size() if ctx.shard else 1
         self.start = 0
         state = ctx.load_checkpoint()
         if state is not None:
@@ -44,6 +52,11 @@ class Optimisation:
             for name, companion in self.companions.items():
                 companion.load_state_dict(state["companions"][name])
             self.start = state["step"]
+            if state.get("processes", 1) != self.processes:
+                warnings.warn(f"{ctx.tag}: resumed on {self.processes} process(es), started on {state['processes']}: "
+                              f"the effective batch changes with the number of processes", stacklevel=2)
+        if ctx.shard:
+            distributed.broadcast_module(module)
         self.last_saved = self.start
 
     def __iter__(self) -> Iterator[int]:
@@ -60,12 +73,16 @@ class Optimisation:
 
     def update(self, step: int) -> int:
         """Take the optimiser step, write the checkpoint when due; returns the number of steps done."""
+        if self.ctx.shard:
+            distributed.average_gradients(self.parameters)
         self.optimizer.step()
+        if self.ctx.shard:
+            distributed.average_buffers(self.module)
         self.bar.update()
         done = step + 1
         if done % self.checkpoint_every == 0 or done == self.steps:
             self.ctx.save_checkpoint({"step": done, "module": self.module.state_dict(),
-                                      "optimizer": self.optimizer.state_dict(),
+                                      "optimizer": self.optimizer.state_dict(), "processes": self.processes,
                                       "companions": {name: c.state_dict() for name, c in self.companions.items()}})
             self.last_saved = done
         return done

@@ -5,6 +5,10 @@ weights, candidates, chosen architecture, final network), ``stages/NN-<strategy>
 stage's ``checkpoint.pt`` and ``result.json``, ``final.pt`` (the network to deploy) and
 ``tensorboard/``. Everything is written to a temporary file and renamed, so a kill at any moment
 leaves the last complete version. Checkpoints load with ``weights_only=True``.
+
+Under torchrun (:mod:`nasden.distributed`) every process runs :func:`execute`: rank 0 reads the run
+folder and writes it; the others receive what it read, run the data-parallel stages with it and
+receive the outcome of every other stage.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import torch
 import yaml
 from torch import nn
 
+from nasden import distributed
 from nasden.atomic import atomic_write
 from nasden.data import RunData
 from nasden.dynamic import DynamicDenoiser
@@ -44,10 +49,13 @@ def load_torch(path: Path) -> Any:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The recipe's ``device``; under torchrun, ``auto`` and ``cuda`` mean this process's GPU (``LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise StageFailed(f"device {name!r} was asked for but CUDA is not available; use device: auto or cpu")
+    if name == "cuda" and distributed.active():
+        return torch.device("cuda", distributed.local_rank() % torch.cuda.device_count())
     return torch.device(name)
 
 
@@ -55,7 +63,7 @@ class RunContext:
     """What the stages of a run share: space, supernet, data, device, writer and results so far."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, quiet: bool = False, workers: int = 1):
-        self.recipe, self.run_dir, self.quiet = recipe, run_dir, quiet
+        self.recipe, self.run_dir, self.quiet = recipe, run_dir, quiet or not distributed.is_main()
         self.workers = workers  # local processes a stage may run its trials on (evolution)
         self.device = resolve_device(recipe.device)
         self.space: SearchSpace = recipe.build_space()
@@ -103,6 +111,19 @@ class RunContext:
         """Keep ``gate`` (rebuilt by ``spec``) for the stages that follow."""
         self.gate, self.gate_spec = gate.to(self.device), spec
 
+    def share_from_main(self, weights: bool) -> None:
+        """Under torchrun, give every process rank 0's outcome of a stage: its decisions (summaries,
+        candidates, chosen architecture) and, with ``weights``, everything else (weights, final network)."""
+        if not distributed.active():
+            return
+        if weights:
+            state = distributed.from_main(self.state_dict)
+            if not distributed.is_main():
+                self.load_state_dict(state)
+        else:
+            self.summaries, self.candidates, self.arch = distributed.from_main(
+                lambda: (self.summaries, self.candidates, self.arch))
+
 
 def build_network(space: SearchSpace, spec: dict[str, Any]) -> nn.Module:
     """The untrained network a final spec describes: ``{"kind": "static", "arch"}`` or
@@ -125,18 +146,23 @@ def trained_network(space: SearchSpace, spec: dict[str, Any], state_dict: dict[s
 class StageContext:
     """One stage's view of the run, with its own folder, checkpoint and TensorBoard prefix."""
 
-    def __init__(self, run: RunContext, index: int, strategy: str):
+    def __init__(self, run: RunContext, index: int, strategy: str, data_parallel: bool = False):
         self.run, self.index, self.strategy = run, index, strategy
         self.dir = run.run_dir / "stages" / f"{index:02d}-{strategy}"
         self.checkpoint_path = self.dir / "checkpoint.pt"
         self.seed = run.recipe.seed + 1000 * (index + 1)
         self.tag = f"{index:02d}-{strategy}"
+        # a data-parallel stage under torchrun: this process's share of every batch (rank, processes)
+        self.shard = distributed.shard() if data_parallel else None
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.exists()
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        return load_torch(self.checkpoint_path) if self.has_checkpoint() else None
+        """The stage's checkpoint (rank 0's in a data-parallel stage), or None."""
+        def load() -> dict[str, Any] | None:
+            return load_torch(self.checkpoint_path) if self.has_checkpoint() else None
+        return load() if self.shard is None else distributed.from_main(load)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_torch(state, self.checkpoint_path)
@@ -172,9 +198,12 @@ def create_run(recipe: Recipe, run_dir: Path) -> Path:
 
 def open_run(run_dir: Path, quiet: bool = False, workers: int = 1) -> RunContext:
     """The context of the run in ``run_dir`` with what its completed stages left."""
-    ctx = RunContext(load_recipe(run_dir / "recipe.yaml"), run_dir, quiet, workers)
-    if (run_dir / "context.pt").exists():
-        ctx.load_state_dict(load_torch(run_dir / "context.pt"))
+    context = run_dir / "context.pt"
+    recipe, state = distributed.from_main(lambda: (load_recipe(run_dir / "recipe.yaml"),
+                                                   load_torch(context) if context.exists() else None))
+    ctx = RunContext(recipe, run_dir, quiet, workers)
+    if state is not None:
+        ctx.load_state_dict(state)
     return ctx
 
 
@@ -186,19 +215,23 @@ def execute(run_dir: Path, quiet: bool = False, workers: int = 1) -> list[dict[s
     recipe = ctx.recipe
     try:
         for index, stage in enumerate(recipe.stages):
-            stage_ctx = StageContext(ctx, index, stage.strategy)
+            strategy = STRATEGIES.get(stage.strategy)(stage.options)
+            stage_ctx = StageContext(ctx, index, stage.strategy, strategy.data_parallel)
             if index < len(ctx.summaries):
                 if not (stage_ctx.dir / "result.json").exists():
                     save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
                 continue
             torch.manual_seed(stage_ctx.seed)
-            summary = STRATEGIES.get(stage.strategy)(stage.options).run(stage_ctx)
-            ctx.summaries.append(summary)
+            if strategy.data_parallel:
+                ctx.summaries.append(strategy.run(stage_ctx))
+            else:  # under torchrun, rank 0 runs it; its summary (or error) reaches every process
+                ctx.summaries.append(distributed.from_main(lambda: strategy.run(stage_ctx)))
+            ctx.share_from_main(weights=not strategy.data_parallel)
             save_torch(ctx.state_dict(), run_dir / "context.pt")
-            save_json(summary, stage_ctx.dir / "result.json")
+            save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
     finally:
         ctx.writer.close()
-    if not quiet:
+    if not ctx.quiet:
         print(f"done: {run_dir}", file=sys.stderr)
     return ctx.summaries
 

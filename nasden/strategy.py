@@ -40,6 +40,10 @@ class Strategy(ABC):
     smoke_space: ClassVar[dict[str, Any]] = {"name": "toy"}
     #: stages the strategy needs before it (e.g. a gate needs candidates), with their smoke options
     smoke_stages_before: ClassVar[list[dict[str, Any]]] = []
+    #: under torchrun, run on every process, each on its share of every batch (``ctx.shard``), averaging
+    #: gradients before each optimiser step (:class:`nasden.optimisation.Optimisation` does); otherwise
+    #: rank 0 runs the stage alone and the other processes receive its outcome
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         self.config = config

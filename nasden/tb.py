@@ -10,9 +10,19 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from nasden.distributed import is_main
 
-def open_writer(run_dir: Path) -> SummaryWriter:
-    return SummaryWriter(str(run_dir / "tensorboard"))
+
+class NullWriter:
+    """A TensorBoard writer that writes nothing (torchrun processes other than rank 0)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def open_writer(run_dir: Path) -> SummaryWriter | NullWriter:
+    """The run's TensorBoard writer; a :class:`NullWriter` on torchrun processes other than rank 0."""
+    return SummaryWriter(str(run_dir / "tensorboard")) if is_main() else NullWriter()
 
 
 def log_samples(writer: SummaryWriter, tag: str, noisy: Tensor, denoised: Tensor, clean: Tensor, step: int) -> None:

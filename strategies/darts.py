@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nasden import distributed
 from nasden.cost import cost
 from nasden.metrics import psnr
 from nasden.optimisation import Optimisation
@@ -117,9 +118,11 @@ def unrolled_arch_gradients(search: Search, train_loss: Callable[[], Tensor], ar
     alphas = list(search.arch.parameters())
     saved = [w.detach().clone() for w in weights]
 
-    def grads(loss: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+    def grads(loss: Tensor, wrt: list[Tensor]) -> list[Tensor]:  # averaged over torchrun processes
         found = torch.autograd.grad(loss, wrt, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(wrt, found)]
+        found = [torch.zeros_like(p) if g is None else g for p, g in zip(wrt, found)]
+        distributed.average(found)
+        return found
 
     train_grads = grads(train_loss(), weights)
     with torch.no_grad():
@@ -149,6 +152,7 @@ class Darts(Strategy):
     architecture for a following ``train`` stage."""
 
     Config = DartsConfig
+    data_parallel = True
     smoke_options = {"steps": 6, "warmup": 2, "log_every": 2, "val_every": 3, "checkpoint_every": 2, "val_size": 16}
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
@@ -167,7 +171,7 @@ class Darts(Strategy):
         run.supernet.to(memory_format=torch.channels_last)
 
         def batch(sampler: Any, step: int, stream: int) -> tuple[Tensor, Tensor]:
-            noisy, clean = sampler.batch(step, cfg.batch, stream=stream)
+            noisy, clean = sampler.batch(step, cfg.batch, stream=stream, shard=ctx.shard)
             return noisy.to(run.device).contiguous(memory_format=torch.channels_last), clean.to(run.device)
 
         for step in loop:
@@ -208,7 +212,9 @@ class Darts(Strategy):
                                            architecture_loss, xi)
         loss = architecture_loss()
         # gradients for alpha only: autograd skips every weight-gradient kernel
-        for parameter, grad in zip(arch.parameters(), torch.autograd.grad(loss, list(arch.parameters()))):
+        grads = list(torch.autograd.grad(loss, list(arch.parameters())))
+        distributed.average(grads)  # over torchrun processes
+        for parameter, grad in zip(arch.parameters(), grads):
             parameter.grad = grad
         return loss.detach()
 

@@ -76,6 +76,7 @@ class Sandwich(Strategy):
     """Train a slimmable supernet with the sandwich rule and in-place synergy distillation (DDS-Net stage 1)."""
 
     Config = SandwichConfig
+    data_parallel = True
     smoke_options = {"steps": 4, "n": 3, "checkpoint_every": 2, "val_every": 2, "val_size": 16}
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
@@ -85,7 +86,8 @@ class Sandwich(Strategy):
         divergence = F.l1_loss if cfg.loss == "l1" else F.mse_loss
         scores: dict[str, float] = {}
         for step in loop:
-            noisy, clean = (t.to(run.device) for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed))
+            noisy, clean = (t.to(run.device) for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed,
+                                                                                shard=ctx.shard))
             archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
             outputs: list[Tensor] = []
             total = 0.0

@@ -72,6 +72,7 @@ class Train(Strategy):
     """Train a fixed architecture (Adam, cosine schedule, MSE or L1); it becomes the run's final network."""
 
     Config = TrainConfig
+    data_parallel = True
     smoke_options = {"steps": 6, "checkpoint_every": 2, "val_every": 3}
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
@@ -83,7 +84,7 @@ class Train(Strategy):
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
         val_psnr = math.nan
         for step in loop:
-            noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed)
+            noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
             loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
             loop.backward(loss, step)
             done = loop.update(step)

@@ -126,8 +126,8 @@ def test_nan_loss_stops_the_stage_and_keeps_the_last_checkpoint(tmp_path, monkey
     from nasden.data import PatchSampler
     original = PatchSampler.batch
 
-    def poisoned(self, step, batch=None, stream=0, patch=None):
-        noisy, clean = original(self, step, batch, stream, patch)
+    def poisoned(self, step, batch=None, stream=0, patch=None, shard=None):
+        noisy, clean = original(self, step, batch, stream, patch, shard)
         return (noisy * float("nan"), clean) if step >= 13 else (noisy, clean)
 
     monkeypatch.setattr(PatchSampler, "batch", poisoned)
