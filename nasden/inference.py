@@ -30,13 +30,17 @@ class Denoised:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Starts of tiles of ``tile`` pixels covering ``size`` with at least ``overlap`` shared pixels."""
+def tile_layout(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:
+    """``(starts, length)``: the fewest tiles of at most ``tile`` pixels that cover ``size`` with at least
+    ``overlap`` pixels shared by neighbours, all of one length and spread evenly, so no pixel is
+    computed more often than needed. ``size``, ``tile`` and ``overlap`` are multiples of ``multiple``,
+    and so are the starts and the length."""
     if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+        return [0], size
+    s, t, o = size // multiple, tile // multiple, overlap // multiple
+    count = -(-(s - o) // (t - o))
+    length = -(-(s + (count - 1) * o) // count)
+    return [i * (s - length) // (count - 1) * multiple for i in range(count)], length * multiple
 
 
 def _ramp(length: int, overlap: int, low_edge: bool, high_edge: bool) -> Tensor:
@@ -73,8 +77,8 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
             return _whole(model, padded.to(device), h, w)
     tile = max(multiple, tile // multiple * multiple)
     overlap = min(overlap, tile // 2) // multiple * multiple
-    boxes = [(top, left, min(tile, height), min(tile, width))
-             for top in tile_starts(height, tile, overlap) for left in tile_starts(width, tile, overlap)]
+    (tops, th), (lefts, tw) = (tile_layout(side, tile, overlap, multiple) for side in (height, width))
+    boxes = [(top, left, th, tw) for top in tops for left in lefts]
     image_choice = int(model.route(padded.to(device))[0]) if dynamic and route == "image" else None
     out = torch.zeros_like(padded)
     weights = torch.zeros(1, 1, height, width)

@@ -12,6 +12,7 @@ receive the outcome of every other stage.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def save_torch(obj: Any, path: Path) -> None:
 
 def save_json(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def _serialise(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def load_torch(path: Path) -> Any:
@@ -116,10 +123,10 @@ class RunContext:
         candidates, chosen architecture) and, with ``weights``, everything else (weights, final network)."""
         if not distributed.active():
             return
-        if weights:
-            state = distributed.from_main(self.state_dict)
+        if weights:  # sent as torch.save bytes, so GPU tensors arrive on the CPU, not on rank 0's GPU
+            data = distributed.from_main(lambda: _serialise(self.state_dict()))
             if not distributed.is_main():
-                self.load_state_dict(state)
+                self.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
         else:
             self.summaries, self.candidates, self.arch = distributed.from_main(
                 lambda: (self.summaries, self.candidates, self.arch))

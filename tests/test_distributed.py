@@ -119,6 +119,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 CLI_RECIPE = {**RECIPE, "stages": [
     {"strategy": "sandwich", "steps": 40, "n": 3, "checkpoint_every": 2, "val_every": 40, "val_size": 32},
     {"strategy": "progressive_slimming", "group": 2, "val_images": 1, "val_size": 32},
+    {"strategy": "train", "arch": "smallest", "init": "supernet", "steps": 4, "checkpoint_every": 2, "val_every": 4},
+    {"strategy": "gate", "candidates": 2, "steps": 4, "checkpoint_every": 2, "patch": 32},
 ]}
 
 
@@ -163,7 +165,9 @@ def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     finish(torchrun("resume", str(killed), "--quiet"))
     a, b = load_torch(whole / "context.pt"), load_torch(killed / "context.pt")
     assert_close(a["supernet"], b["supernet"], atol=0)
-    assert a["candidates"] == b["candidates"]
+    assert a["candidates"] == b["candidates"] and a["final_spec"] == b["final_spec"]
+    assert a["final_spec"]["kind"] == "dynamic"
+    assert_close(a["final"], b["final"], atol=0)
 
 
 @pytest.mark.parametrize("command", ["search", "resume"])

@@ -5,7 +5,7 @@ import torch
 
 from nasden.dynamic import DynamicDenoiser
 from nasden.extract import extract
-from nasden.inference import denoise, route_map, tile_starts
+from nasden.inference import denoise, route_map, tile_layout
 from nasden.registry import SPACES
 from nasden.supernet import Supernet
 
@@ -15,11 +15,21 @@ def small_net(**options):
     return space, extract(Supernet(space), space.largest()).eval()
 
 
-def test_tile_starts_cover_the_image_with_overlap() -> None:
-    assert tile_starts(100, 100, 16) == [0]
-    starts = tile_starts(300, 128, 32)
-    assert starts[0] == 0 and starts[-1] == 300 - 128
-    assert all(b - a <= 128 - 32 for a, b in zip(starts, starts[1:]))
+@pytest.mark.parametrize(("size", "tile", "overlap", "multiple"),
+                         [(300, 128, 32, 1), (256, 144, 16, 1), (512, 144, 16, 1), (97, 32, 16, 1), (240, 48, 16, 8),
+                          (129, 128, 0, 1)])
+def test_tile_layout_covers_the_image_with_the_fewest_even_tiles(size, tile, overlap, multiple) -> None:
+    starts, length = tile_layout(size, tile, overlap, multiple)
+    assert starts[0] == 0 and starts[-1] + length == size and length <= tile
+    assert all(b - a <= length - overlap for a, b in zip(starts, starts[1:]))  # neighbours share ≥ overlap
+    assert len(starts) == -(-(size - overlap) // (tile - overlap))  # no fewer tiles can cover it
+    assert all(x % multiple == 0 for x in (*starts, length))
+    assert max(b - a for a, b in zip(starts, starts[1:])) - min(b - a for a, b in zip(starts, starts[1:])) <= multiple
+
+
+def test_tile_layout_of_a_small_side_is_one_tile() -> None:
+    assert tile_layout(100, 100, 16) == ([0], 100)
+    assert tile_layout(256, 144, 16) == ([0, 120], 136)  # two tiles of 136, not three of 144
 
 
 @pytest.mark.parametrize("size", [(97, 130), (64, 64), (200, 37)])
