@@ -136,8 +136,10 @@ def _denoise(args: argparse.Namespace) -> int:
     space, _, model = load_final(run_dir)
     _check_sigma(run_dir, args.sigma)
     dynamic = isinstance(model, DynamicDenoiser)
-    if args.route_map and not dynamic:
-        raise RecipeError("--route-map needs a dynamic denoiser (a run that ended with a gate)")
+    if (args.route_map or args.cost_bias) and not dynamic:
+        raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
+    if dynamic:
+        model.cost_bias = args.cost_bias
     source, target = Path(args.input), Path(args.output)
     if source.is_dir():
         jobs = [(p, target / (p.stem + ".png")) for p in list_images(source)]
@@ -246,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--route", choices=["image", "tile"], default="image",
                    help="dynamic denoisers: one candidate per image, or per tile")
     p.add_argument("--route-map", help="dynamic denoisers: write a PNG of the candidate each tile used")
+    p.add_argument("--cost-bias", type=float, default=0.0,
+                   help="dynamic denoisers: > 0 picks cheaper candidates, < 0 better ones (default 0: the gate's "
+                        "choice)")
     p.add_argument("--sigma", type=float, help="the noise level of the input (checked against the training noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = command("export", _export, "export a run's final network as TorchScript or ONNX")

@@ -9,7 +9,11 @@ from torch import Tensor, nn
 
 class DynamicDenoiser(nn.Module):
     """Gate + candidates (static networks sorted by cost). A batch runs its gate once, then each group
-    of images that chose the same candidate in one call; ``counts`` tallies the choices."""
+    of images that chose the same candidate in one call; ``counts`` tallies the choices.
+
+    ``cost_bias`` moves the operating point at inference time without retraining: the choice is
+    ``argmax(log p_i - cost_bias · FLOPs_i / FLOPs_max)``, so a positive bias trades PSNR for fewer
+    FLOPs and a negative one the reverse (0: the gate's own choice)."""
 
     def __init__(self, gate: nn.Module, candidates: Sequence[nn.Module], flops: Sequence[float]):
         super().__init__()
@@ -17,6 +21,7 @@ class DynamicDenoiser(nn.Module):
         self.candidates = nn.ModuleList(candidates)
         self.flops = [float(f) for f in flops]
         self.counts = torch.zeros(len(candidates), dtype=torch.long)
+        self.cost_bias = 0.0
 
     @property
     def gate_flops(self) -> float:
@@ -25,7 +30,11 @@ class DynamicDenoiser(nn.Module):
 
     def route(self, x: Tensor) -> Tensor:
         """The candidate index chosen for every image of the batch."""
-        return self.gate(x).argmax(1)
+        logits = self.gate(x)
+        if not self.cost_bias:
+            return logits.argmax(1)
+        relative = torch.tensor(self.flops, device=logits.device) / max(self.flops)
+        return (logits.log_softmax(1) - self.cost_bias * relative).argmax(1)
 
     def run(self, x: Tensor, choice: Tensor) -> Tensor:
         """Run each image on its chosen candidate, one call per candidate chosen."""

@@ -77,3 +77,17 @@ def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:
     picture = route_map(by_tile, 2)
     assert picture.shape == (3, 64, 128)
     assert not torch.equal(picture[:, :, :64], picture[:, :, 64:])
+
+
+def test_cost_bias_moves_the_choices_towards_cheap_or_dear_candidates() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    supernet = Supernet(space)
+    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
+                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    noisy = torch.zeros(1, 64, 128)
+    noisy[..., 64:] = 1.0
+    choices = {}
+    for bias in (0.0, 5.0, -5.0):
+        model.cost_bias = bias
+        choices[bias] = denoise(model, noisy, tile=64, overlap=0, route="tile").choices
+    assert choices == {0.0: [0, 1], 5.0: [0, 0], -5.0: [1, 1]}

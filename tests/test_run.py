@@ -58,6 +58,7 @@ def test_search_denoise_export_eval(tmp_path, capsys) -> None:
     assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "s50.png"), "--sigma", "50"]) == 0
     assert "warning: this model was trained on AWGN sigma 25.0, not AWGN sigma 50" in capsys.readouterr().err
     assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "x.png"), "--route-map", "m"]) == 2
+    assert main(["denoise", str(run), str(tmp_path / "noisy.png"), str(tmp_path / "x.png"), "--cost-bias", "1"]) == 2
 
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "export")]) == 0
     scripted = torch.jit.load(str(tmp_path / "export" / "denoiser.pt"))
