@@ -52,8 +52,9 @@ class Optimisation:
             for name, companion in self.companions.items():
                 companion.load_state_dict(state["companions"][name])
             self.start = state["step"]
-            if state.get("processes", 1) != self.processes:
-                warnings.warn(f"{ctx.tag}: resumed on {self.processes} process(es), started on {state['processes']}: "
+            started = state.get("processes", 1)
+            if started != self.processes:
+                warnings.warn(f"{ctx.tag}: resumed on {self.processes} process(es), started on {started}: "
                               f"the effective batch changes with the number of processes", stacklevel=2)
         if ctx.shard:
             distributed.broadcast_module(module)
