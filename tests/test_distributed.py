@@ -117,7 +117,7 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path) -> Non
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 CLI_RECIPE = {**RECIPE, "stages": [
-    {"strategy": "sandwich", "steps": 40, "n": 3, "checkpoint_every": 2, "val_every": 40, "val_size": 32},
+    {"strategy": "sandwich", "steps": 100, "n": 3, "checkpoint_every": 2, "val_every": 100, "val_size": 32},
     {"strategy": "progressive_slimming", "group": 2, "val_images": 1, "val_size": 32},
     {"strategy": "train", "arch": "smallest", "init": "supernet", "steps": 4, "checkpoint_every": 2, "val_every": 4},
     {"strategy": "gate", "candidates": 2, "steps": 4, "checkpoint_every": 2, "patch": 32},
@@ -152,7 +152,7 @@ def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     assert len(list((whole / "tensorboard").iterdir())) == 1  # rank 0's events only
     sandwich = json.loads((whole / "stages/00-sandwich/result.json").read_text())
     slimming = json.loads((whole / "stages/01-progressive_slimming/result.json").read_text())
-    assert sandwich["steps"] == 40 and slimming["architectures"] == 7
+    assert sandwich["steps"] == 100 and slimming["architectures"] == 7
 
     killed = tmp_path / "killed"  # kill every process once the first checkpoint is written
     proc = torchrun("search", str(recipe), "--out", str(killed), "--quiet")
@@ -161,7 +161,7 @@ def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     kill_job(proc)
-    assert load_torch(checkpoint)["step"] < 40
+    assert load_torch(checkpoint)["step"] < 100
     finish(torchrun("resume", str(killed), "--quiet"))
     a, b = load_torch(whole / "context.pt"), load_torch(killed / "context.pt")
     assert_close(a["supernet"], b["supernet"], atol=0)
