@@ -10,7 +10,6 @@ count shows how far rounding alone moves the weights. Figures: wall time of the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import yaml
 
 from nasden.evaluation import markdown_table
 from nasden.run import load_torch
-from record import RESULTS, provenance
+from record import write_report
 
 
 def recipe(steps: int, batch: int) -> dict:
@@ -74,17 +73,14 @@ def main() -> None:
              "weights vs the first, relative": f"{((f - flat[0]).norm() / flat[0].norm()).item():.2e}"}
             for name, sec, state, f in zip(runs, seconds, states, flat)]
     speedup = seconds[0] / seconds[2]
-    meta = provenance()
-    (RESULTS / "data_parallel.json").write_text(json.dumps(
-        {**meta, "settings": vars(args), "cpu_cores": os.cpu_count(), "rows": rows, "speedup": round(speedup, 3)},
-        indent=2) + "\n")
-    text = (f"# Data-parallel sandwich training (torchrun) vs one process\n\n`{meta['command']}` — {meta['date']}, "
-            f"{meta['git_revision']}, {meta['machine']}\n\nSlimmable 8 × 32 DnCNN, {args.steps} sandwich steps "
-            f"(n = 4), wall time of the whole command (start-up included). The three runs see the same patches; "
-            f"they differ only in float rounding, which training amplifies (the second row shows how much from a "
-            f"change of thread count alone).\n\n{markdown_table(rows)}\nSpeed-up of torchrun over one process with "
-            f"{k} threads: {speedup:.2f}×.\n")
-    (RESULTS / "data_parallel.md").write_text(text)
+    text = write_report(
+        "data_parallel",
+        {"settings": vars(args), "cpu_cores": os.cpu_count(), "rows": rows, "speedup": round(speedup, 3)},
+        "Data-parallel sandwich training (torchrun) vs one process",
+        f"Slimmable 8 × 32 DnCNN, {args.steps} sandwich steps (n = 4), wall time of the whole command (start-up "
+        f"included). The three runs see the same patches; they differ only in float rounding, which training "
+        f"amplifies (the second row shows how much from a change of thread count alone).\n\n{markdown_table(rows)}"
+        f"\nSpeed-up of torchrun over one process with {k} threads: {speedup:.2f}×.\n")
     print(text)
 
 if __name__ == "__main__":

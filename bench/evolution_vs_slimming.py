@@ -27,7 +27,7 @@ from nasden.evaluation import markdown_table
 from nasden.recipe import parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute
-from record import RESULTS, provenance
+from record import write_report
 
 
 def hypervolume(points: list[tuple[float, float]], ref_flops: float, ref_psnr: float) -> float:
@@ -93,13 +93,10 @@ def main() -> None:
             print(rows[-1], flush=True)
     for row in rows:
         row["hypervolume / slimming"] = round(row["hypervolume"] / rows[0]["hypervolume"], 4)
-    meta = provenance()
-    (RESULTS / "evolution_vs_slimming.json").write_text(
-        json.dumps({**meta, "settings": vars(args), "ref_flops": ref_flops, "rows": rows}, indent=2) + "\n")
-    text = (f"# Evolution vs progressive slimming (same supernet, same evaluations)\n\n`{meta['command']}` — "
-            f"{meta['date']}, {meta['git_revision']}, {meta['machine']}\n\nReference point: {args.ref_psnr} dB, "
-            f"{ref_flops:.4g} FLOPs/pixel (the largest network).\n\n{markdown_table(rows)}")
-    (RESULTS / "evolution_vs_slimming.md").write_text(text)
+    text = write_report("evolution_vs_slimming", {"settings": vars(args), "ref_flops": ref_flops, "rows": rows},
+                        "Evolution vs progressive slimming (same supernet, same evaluations)",
+                        f"Reference point: {args.ref_psnr} dB, {ref_flops:.4g} FLOPs/pixel (the largest network)."
+                        f"\n\n{markdown_table(rows)}")
     print(text)
 
 

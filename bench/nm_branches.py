@@ -36,7 +36,7 @@ from nasden.noise import NoiseConfig
 from nasden.recipe import parse_recipe
 from nasden.run import create_run, execute, load_final
 from nasden.supernet import Supernet
-from record import RESULTS, provenance
+from record import write_report
 
 SIGMAS = (15, 25, 50)
 
@@ -140,17 +140,13 @@ def main() -> None:
             "/".join(f"{v:.2f}" for v in row[f"shares_{s}"]) for s in SIGMAS) if f"shares_{SIGMAS[0]}" in row else "-"
         entry["train s"] = row["train_seconds"]
         table.append(entry)
-    figures = {"settings": vars(args), "models": rows}
-    (RESULTS / "nm_branches.json").write_text(json.dumps({**provenance(), **figures}, indent=2) + "\n")
     speed = [f"- {name}: wall time per 321×481 image, branches 1:4/2:4/4:4 = {row['branch_latency_ms']} ms"
              for name, row in rows.items() if "branch_latency_ms" in row]
     if dense:
         speed.append(f"- dense: {dense['latency_ms']} ms")
-    meta = provenance()
-    text = (f"# ClassPruning vs dense (CPU scale)\n\n`{meta['command']}` — {meta['date']}, {meta['git_revision']}, "
-            f"{meta['machine']}\n\n{markdown_table(table)}\nMeasured CPU wall time (no sparse kernels: masked "
-            f"weights run as dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
-    (RESULTS / "nm_branches.md").write_text(text)
+    text = write_report("nm_branches", {"settings": vars(args), "models": rows}, "ClassPruning vs dense (CPU scale)",
+                        f"{markdown_table(table)}\nMeasured CPU wall time (no sparse kernels: masked weights run as "
+                        f"dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
     print(text)
 
 

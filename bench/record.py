@@ -37,3 +37,15 @@ def write_json(name: str, figures: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({**provenance(), **figures}, indent=2) + "\n")
     return path
+
+
+def write_report(name: str, figures: dict[str, Any], title: str, body: str) -> str:
+    """Write ``name.json`` (provenance + ``figures``) and ``name.md`` (title, provenance line, ``body``);
+    returns the markdown."""
+    meta = provenance()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, **figures}, indent=2) + "\n")
+    text = (f"# {title}\n\n`{meta['command']}` — {meta['date']}, {meta['git_revision']}, {meta['machine']}\n\n"
+            + body)
+    (RESULTS / f"{name}.md").write_text(text)
+    return text

@@ -12,22 +12,17 @@ Writes bench/results/tiled_routing.json, .md and .png (or ``--name``.*).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from nasden.data import evaluation_pairs, load_set  # noqa: E402
-from nasden.dynamic import DynamicDenoiser  # noqa: E402
-from nasden.evaluation import markdown_table  # noqa: E402
-from nasden.inference import denoise  # noqa: E402
-from nasden.metrics import psnr  # noqa: E402
-from nasden.noise import NoiseConfig  # noqa: E402
-from nasden.run import load_final  # noqa: E402
-from record import RESULTS, provenance  # noqa: E402
+from nasden.data import evaluation_pairs, load_set
+from nasden.dynamic import DynamicDenoiser
+from nasden.evaluation import markdown_table
+from nasden.inference import denoise
+from nasden.metrics import psnr
+from nasden.noise import NoiseConfig
+from nasden.plots import psnr_flops_figure, save_png
+from nasden.run import load_final
+from record import RESULTS, write_report
 
 
 def main() -> None:
@@ -48,8 +43,13 @@ def main() -> None:
     multiple = space.resolution_multiple
 
     def measure(run) -> tuple[float, float]:
-        results = [(psnr(out, clean), spent) for (_, noisy, clean) in pairs for out, spent in [run(noisy)]]
-        return (round(sum(r[0] for r in results) / len(results), 3), round(sum(r[1] for r in results) / len(results)))
+        """Mean PSNR and FLOPs/pixel of ``run(noisy) -> (denoised, FLOPs/pixel)`` over the images."""
+        scores, spent = [], []
+        for _, noisy, clean in pairs:
+            out, flops = run(noisy)
+            scores.append(psnr(out, clean))
+            spent.append(flops)
+        return round(sum(scores) / len(scores), 3), round(sum(spent) / len(spent))
 
     largest = measure(lambda noisy: (denoise(model.candidates[-1], noisy, multiple).image, model.flops[-1]))
     curves: dict[str, list[dict]] = {"image": [], "tile": []}
@@ -70,27 +70,18 @@ def main() -> None:
                      f"{best['psnr']} dB at {best['flops_per_pixel']} (bias {best['cost_bias']})",
                      "tile / image FLOPs": None if best is None else
                      round(best["flops_per_pixel"] / point["flops_per_pixel"], 3)})
-    result = {**provenance(), "run": str(args.run_dir), "data": args.data, "sigma": sigma, "images": len(pairs),
-              "tile": args.tile, "overlap": args.overlap, "candidates_flops_per_pixel": model.flops,
-              "gate_flops_per_pixel": model.gate_flops, "largest": {"psnr": largest[0], "flops_per_pixel": largest[1]},
-              "curves": curves, "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(
-        f"# Tile vs image routing\n\n`{result['command']}` — {result['date']}, {result['git_revision']}\n\n"
-        f"{len(pairs)} images from {args.data}, AWGN sigma {sigma}; tiles {args.tile} px, overlap {args.overlap}. "
-        f"Largest candidate alone: {largest[0]} dB at {largest[1]} FLOPs/pixel.\n\n{markdown_table(rows)}")
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for route, points in curves.items():
-        ordered = sorted(points, key=lambda t: t["flops_per_pixel"])
-        axes.plot([t["flops_per_pixel"] / 1e3 for t in ordered], [t["psnr"] for t in ordered], "o-",
-                  label=f"{route} routing")
-    axes.plot([largest[1] / 1e3], [largest[0]], "k*", markersize=10, label="largest candidate")
-    axes.set(xlabel="FLOPs per pixel (thousands)", ylabel="PSNR (dB)", title=f"{Path(args.data).name}, sigma {sigma}")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(RESULTS / f"{args.name}.png", dpi=100)
+    figures = {"run": str(args.run_dir), "data": args.data, "sigma": sigma, "images": len(pairs), "tile": args.tile,
+               "overlap": args.overlap, "candidates_flops_per_pixel": model.flops,
+               "gate_flops_per_pixel": model.gate_flops,
+               "largest": {"psnr": largest[0], "flops_per_pixel": largest[1]}, "curves": curves, "rows": rows}
+    write_report(args.name, figures, "Tile vs image routing",
+                 f"{len(pairs)} images from {args.data}, AWGN sigma {sigma}; tiles {args.tile} px, overlap "
+                 f"{args.overlap}. Largest candidate alone: {largest[0]} dB at {largest[1]} FLOPs/pixel.\n\n"
+                 f"{markdown_table(rows)}")
+    series = {f"{route} routing": [(t["flops_per_pixel"], t["psnr"]) for t in points]
+              for route, points in curves.items()}
+    series["largest candidate"] = [largest[::-1]]
+    save_png(psnr_flops_figure(series, f"{Path(args.data).name}, sigma {sigma}"), RESULTS / f"{args.name}.png")
     print(markdown_table(rows))
 
 
