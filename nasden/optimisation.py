@@ -43,7 +43,7 @@ class Optimisation:
         self.lr, self.lr_min, self.checkpoint_every, self.log_every = lr, lr_min, checkpoint_every, log_every
         self.parameters = list(module.parameters() if parameters is None else parameters)
         self.optimizer = torch.optim.Adam(self.parameters, lr=lr)
-        self.processes = distributed.world_size() if ctx.shard else 1
+        self.processes = ctx.shard[1] if ctx.shard else 1
         self.start = 0
         state = ctx.load_checkpoint()
         if state is not None:

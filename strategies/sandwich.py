@@ -86,8 +86,8 @@ class Sandwich(Strategy):
         divergence = F.l1_loss if cfg.loss == "l1" else F.mse_loss
         scores: dict[str, float] = {}
         for step in loop:
-            noisy, clean = (t.to(run.device) for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed,
-                                                                                shard=ctx.shard))
+            batch = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
+            noisy, clean = (t.to(run.device) for t in batch)
             archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
             outputs: list[Tensor] = []
             total = 0.0
