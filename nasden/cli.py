@@ -136,9 +136,9 @@ def _denoise(args: argparse.Namespace) -> int:
     space, _, model = load_final(run_dir)
     _check_sigma(run_dir, args.sigma)
     dynamic = isinstance(model, DynamicDenoiser)
-    if (args.route_map or args.cost_bias) and not dynamic:
+    if (args.route_map or args.cost_bias is not None) and not dynamic:
         raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
-    if dynamic:
+    if args.cost_bias is not None:
         model.cost_bias = args.cost_bias
     source, target = Path(args.input), Path(args.output)
     if source.is_dir():
@@ -190,7 +190,8 @@ def _export(args: argparse.Namespace) -> int:
     example = torch.rand(2, space.in_channels, 64, 64)
     manifest: dict = {"format": args.format, "in_channels": space.in_channels,
                       "size_multiple": space.resolution_multiple, "network": spec}
-    if isinstance(model, DynamicDenoiser):  # the gate's logits pick a candidate: argmax per image
+    if isinstance(model, DynamicDenoiser):
+        manifest["routing"] = "candidate argmax(gate_logits[i] - network.cost_bias * network.flops[i] / max(flops))"
         manifest["gate"] = export(model.gate, example, out / f"gate{suffix}").name
         manifest["candidates"] = [export(c, example, out / f"candidate{i}{suffix}").name
                                   for i, c in enumerate(model.candidates)]
@@ -248,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--route", choices=["image", "tile"], default="image",
                    help="dynamic denoisers: one candidate per image, or per tile")
     p.add_argument("--route-map", help="dynamic denoisers: write a PNG of the candidate each tile used")
-    p.add_argument("--cost-bias", type=float, default=0.0,
-                   help="dynamic denoisers: > 0 picks cheaper candidates, < 0 better ones (default 0: the gate's "
-                        "choice)")
+    p.add_argument("--cost-bias", type=float,
+                   help="dynamic denoisers: larger picks cheaper candidates, smaller better ones (default: the "
+                        "run's own, 0 for a classifying gate)")
     p.add_argument("--sigma", type=float, help="the noise level of the input (checked against the training noise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = command("export", _export, "export a run's final network as TorchScript or ONNX")

@@ -11,17 +11,19 @@ class DynamicDenoiser(nn.Module):
     """Gate + candidates (static networks sorted by cost). A batch runs its gate once, then each group
     of images that chose the same candidate in one call; ``counts`` tallies the choices.
 
-    ``cost_bias`` moves the operating point at inference time without retraining: the choice is
-    ``argmax(log p_i - cost_bias · FLOPs_i / FLOPs_max)``, so a positive bias trades PSNR for fewer
-    FLOPs and a negative one the reverse (0: the gate's own choice)."""
+    ``cost_bias`` sets the operating point and can be moved at inference time without retraining: the
+    choice is ``argmax(log p_i - cost_bias · FLOPs_i / FLOPs_max)``, so a larger bias trades PSNR for
+    fewer FLOPs and a smaller one the reverse (0 for a classifying gate: its own choice; a gate that
+    predicts PSNR gains gets the bias that meets its FLOPs budget)."""
 
-    def __init__(self, gate: nn.Module, candidates: Sequence[nn.Module], flops: Sequence[float]):
+    def __init__(self, gate: nn.Module, candidates: Sequence[nn.Module], flops: Sequence[float],
+                 cost_bias: float = 0.0):
         super().__init__()
         self.gate = gate
         self.candidates = nn.ModuleList(candidates)
         self.flops = [float(f) for f in flops]
         self.counts = torch.zeros(len(candidates), dtype=torch.long)
-        self.cost_bias = 0.0
+        self.cost_bias = cost_bias
 
     @property
     def gate_flops(self) -> float:

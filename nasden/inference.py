@@ -1,11 +1,12 @@
 """Running a trained denoiser on whole images of any size: padding, overlapping tiles, per-tile routing.
 
-Large images are cut into overlapping tiles, denoised a batch of tiles at a time (memory is bounded
+Large images are cut into overlapping tiles, denoised a few tiles at a time (memory is bounded
 by the tile size, not the image size) and blended back: each tile's weight is zero for the first
 ``overlap // 4`` pixels from an edge it shares with a neighbour and rises linearly over the next
 ``overlap // 2``, so seams vanish and, where the overlap exceeds four times the network's receptive
 radius, the result equals the whole-image result. With a dynamic denoiser the gate can choose a
-candidate per image or per tile (``route``); tiles that chose the same candidate run as one batch.
+candidate per image or per tile (``route``). Neighbouring tiles of a row that use the same network are
+computed as one box (their shared overlap once), and equal boxes of one network run as one batch.
 """
 from __future__ import annotations
 
@@ -58,12 +59,31 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+Box = tuple[int, int, int, int]  # top, left, height, width
+
+
+def merge_rows(boxes: list[Box], choices: list[int], limit: int) -> list[tuple[Box, int, int]]:
+    """``(box, choice, tiles)``: neighbouring tiles of a row that chose the same candidate, merged into
+    one box of at most ``limit`` tiles, so the overlap between them is computed once."""
+    merged: list[tuple[Box, int, int]] = []
+    for box, choice in zip(boxes, choices):
+        if merged:
+            (top, left, th, tw), previous, tiles = merged[-1]
+            if box[0] == top and choice == previous and tiles < limit:
+                merged[-1] = ((top, left, th, box[1] + box[3] - left), choice, tiles + 1)
+                continue
+        merged.append((box, choice, 1))
+    return merged
+
+
 @torch.no_grad()
 def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None = None, overlap: int = 32,
             route: str = "image", batch: int = 4, quiet: bool = True) -> Denoised:
     """Denoise one ``[C, H, W]`` image: padded to a multiple of ``multiple`` (U-Nets) and cropped back,
     in ``tile``-pixel tiles when it is larger than that; ``route`` is ``image`` or ``tile`` for a
-    :class:`DynamicDenoiser`."""
+    :class:`DynamicDenoiser`. The gate picks first (per image, or per tile in batches of ``batch``);
+    then each run of neighbouring tiles in a row that use the same network is computed as one box of at
+    most ``batch`` tiles, so memory stays within ``batch`` tiles."""
     if route not in ("image", "tile"):
         raise ValueError(f"route must be 'image' or 'tile', got {route!r}")
     device = _device(model)
@@ -79,31 +99,41 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
     overlap = min(overlap, tile // 2) // multiple * multiple
     (tops, th), (lefts, tw) = (tile_layout(side, tile, overlap, multiple) for side in (height, width))
     boxes = [(top, left, th, tw) for top in tops for left in lefts]
-    image_choice = int(model.route(padded.to(device))[0]) if dynamic and route == "image" else None
+    choices, spent = [0] * len(boxes), 0.0  # spent: FLOPs of the gate and the candidates, overlap included
+    if dynamic and route == "image":
+        choices = [int(model.route(padded.to(device))[0])] * len(boxes)
+    elif dynamic:
+        choices = [int(c) for first in range(0, len(boxes), batch)
+                   for c in model.route(_crops(padded, boxes[first: first + batch]).to(device))]
+        spent += model.gate_flops * th * tw * len(boxes)
     out = torch.zeros_like(padded)
     weights = torch.zeros(1, 1, height, width)
-    choices: list[int] = []
-    spent = 0.0  # FLOPs of every tile's candidate and gate, overlap included
+    calls: dict[tuple[int, int, int, int], list[Box]] = {}  # equal boxes of one network run as one batch
+    for box, choice, tiles in merge_rows(boxes, choices, batch):
+        calls.setdefault((choice, tiles, *box[2:]), []).append(box)
     with progress(len(boxes), desc="tiles", quiet=quiet) as bar:
-        for first in range(0, len(boxes), batch):
-            group = boxes[first: first + batch]
-            tiles = torch.cat([padded[..., t: t + th, lf: lf + tw] for t, lf, th, tw in group]).to(device)
-            if dynamic:
-                picks = model.route(tiles) if image_choice is None else torch.full((len(group),), image_choice)
-                results = model.run(tiles, picks)
-                choices += picks.tolist()
-                spent += sum(th * tw * (model.flops[int(p)] + model.gate_flops)
-                            for (_, _, th, tw), p in zip(group, picks))
-            else:
-                results = model(tiles)
-            for (t, lf, th, tw), result in zip(group, results.cpu()):
-                weight = (_ramp(th, overlap, t > 0, t + th < height)[:, None]
-                          * _ramp(tw, overlap, lf > 0, lf + tw < width)[None, :])
-                out[0, :, t: t + th, lf: lf + tw] += result * weight
-                weights[0, 0, t: t + th, lf: lf + tw] += weight
-            bar.update(len(group))
+        for (choice, tiles, bh, bw), group in calls.items():
+            network = model.candidates[choice] if dynamic else model
+            for first in range(0, len(group), max(1, batch // tiles)):
+                part = group[first: first + max(1, batch // tiles)]
+                results = network(_crops(padded, part).to(device)).cpu()
+                for (top, left, _, _), result in zip(part, results):
+                    weight = (_ramp(bh, overlap, top > 0, top + bh < height)[:, None]
+                              * _ramp(bw, overlap, left > 0, left + bw < width)[None, :])
+                    out[0, :, top: top + bh, left: left + bw] += result * weight
+                    weights[0, 0, top: top + bh, left: left + bw] += weight
+                if dynamic:
+                    model.counts[choice] += tiles * len(part)
+                    spent += model.flops[choice] * bh * bw * len(part)
+                bar.update(tiles * len(part))
+    if dynamic and route == "image":
+        spent += model.gate_flops * height * width
     image = (out / weights)[0, :, :h, :w]
-    return Denoised(image, spent / (height * width) if dynamic else None, choices, boxes)
+    return Denoised(image, spent / (height * width) if dynamic else None, choices if dynamic else [], boxes)
+
+
+def _crops(padded: Tensor, boxes: list[Box]) -> Tensor:
+    return torch.cat([padded[..., t: t + th, lf: lf + tw] for t, lf, th, tw in boxes])
 
 
 def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:

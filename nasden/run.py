@@ -134,12 +134,13 @@ class RunContext:
 
 def build_network(space: SearchSpace, spec: dict[str, Any]) -> nn.Module:
     """The untrained network a final spec describes: ``{"kind": "static", "arch"}`` or
-    ``{"kind": "dynamic", "archs", "flops", "gate"}``."""
+    ``{"kind": "dynamic", "archs", "flops", "gate", "cost_bias"}``."""
     supernet = Supernet(space)
     if spec["kind"] == "static":
         return extract(supernet, spec["arch"])
     gate = gate_from_spec(supernet, spec["gate"])
-    return DynamicDenoiser(gate, [extract(supernet, arch) for arch in spec["archs"]], spec["flops"])
+    return DynamicDenoiser(gate, [extract(supernet, arch) for arch in spec["archs"]], spec["flops"],
+                           spec.get("cost_bias", 0.0))
 
 
 def trained_network(space: SearchSpace, spec: dict[str, Any], state_dict: dict[str, Any],

@@ -10,6 +10,13 @@ evenly over FLOPs. Labels are made online from each training patch's PSNR under 
 Loss (Eq. 13-15): cross-entropy + ((E[FLOPs] - C) / T)^2, with E[FLOPs] = sum_i p_i FLOPs_i under
 the gate's softmax (differentiable), C = ``budget_flops`` and T the largest candidate's FLOPs/pixel.
 FLOPs here are 2 per multiply-add (the paper counts multiply-adds: halve its budgets).
+
+``gain`` (not in the paper) makes the gate a quality predictor: its outputs regress every candidate's
+PSNR minus the largest one's on the patch (Huber loss, dB), so the choice argmax(output_i - b·FLOPs_i/T)
+trades predicted dB against FLOPs with one exchange rate b for every input: a patch where a cheap
+candidate loses little takes it, one where it loses much does not. The budget C then sets b: the
+smallest b whose choices on held-out training patches spend at most C (stored as the network's
+``cost_bias``); beta is unused.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from torch import Tensor
 from nasden.dynamic import DynamicDenoiser
 from nasden.evaluation import evaluate_network, psnr_per_image
 from nasden.extract import extract
-from nasden.ops.gates import dds_gate
+from nasden.ops.gates import DDSGate, classifier_gate, dds_gate
 from nasden.optimisation import Optimisation
 from nasden.recipe import RecipeError
 from nasden.registry import register_strategy
@@ -35,12 +42,15 @@ from nasden.supernet import recalibrate_bn
 @dataclass
 class GateConfig:
     """``candidates``: E; the budget C in FLOPs/pixel as ``budget_flops`` or as ``budget_ratio`` of the
-    largest candidate's (neither: no complexity loss); ``width``: the gate's first-block width ('smallest',
-    'largest' or a number); ``hidden``: D of the prediction head; ``patch``: training patch size."""
+    largest candidate's (neither: no complexity loss); ``gate``: DDS-Net's gate on the supernet's first
+    block or ClassPruning's four-block classifier; ``width``: the DDS gate's first-block width
+    ('smallest', 'largest' or a number); ``hidden``: D of its prediction head, or the classifier's
+    channels; ``patch``: training patch size."""
 
     candidates: int = 4
     beta: float = 0.2
-    labels: Literal["paper", "graded"] = "paper"
+    labels: Literal["paper", "graded", "gain"] = "paper"
+    gate: Literal["dds", "classifier"] = "dds"
     budget_flops: float | None = None
     budget_ratio: float | None = None
     steps: int = 1000
@@ -100,6 +110,28 @@ def complexity_loss(probabilities: Tensor, flops: Tensor, budget: float, scale: 
     return ((expected - budget) / scale).pow(2).mean()
 
 
+@torch.no_grad()
+def budget_bias(model: DynamicDenoiser, batches: Sequence[Tensor], budget: float) -> float:
+    """The smallest cost bias at which ``model`` spends at most ``budget`` FLOPs/pixel (gate excluded) on
+    ``batches``: the FLOPs chosen fall as the bias grows, so bisection finds it."""
+    logits = torch.cat([model.gate(b) for b in batches])
+    flops = torch.tensor(model.flops, device=logits.device)
+    relative = flops / flops.max()
+
+    def spent(bias: float) -> float:
+        return float(flops[(logits - bias * relative).argmax(1)].mean())
+
+    low, high = 0.0, 1.0
+    if spent(low) <= budget:
+        return low
+    while spent(high) > budget:
+        low, high = high, high * 2
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (low, middle) if spent(middle) <= budget else (middle, high)
+    return high
+
+
 @register_strategy("gate")
 class Gate(Strategy):
     """Train DDS-Net's routing gate over candidates from the routing space; the result is a dynamic denoiser."""
@@ -129,31 +161,49 @@ class Gate(Strategy):
             if calibration:
                 recalibrate_bn(run.supernet, c["arch"], calibration)
             networks.append(extract(run.supernet, c["arch"]).eval())
-        gate, gate_spec = dds_gate(run.supernet, cfg.width, cfg.hidden, len(chosen))
+        if cfg.gate == "dds":
+            gate, gate_spec = dds_gate(run.supernet, cfg.width, cfg.hidden, len(chosen))
+        else:
+            gate, gate_spec = classifier_gate(run.space.in_channels, len(chosen), cfg.hidden)
+            gate.to(run.device)
         loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=[p for p in gate.parameters() if p.requires_grad])
         gate.train()
-        gate.stem.eval()
+        if isinstance(gate, DDSGate):
+            gate.stem.eval()  # frozen, from the supernet
         for step in loop:
             noisy, clean = (t.to(run.device)
                             for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
             with torch.no_grad():
                 psnr = torch.stack([psnr_per_image(net(noisy), clean) for net in networks], 1)
-            labels = gate_labels(psnr, cfg.beta, cfg.labels)
             logits = gate(noisy)
-            probabilities = logits.softmax(1)
-            ce = F.cross_entropy(logits, labels)
-            comp = complexity_loss(probabilities, flops, budget, high) if budget is not None else torch.zeros(())
-            loop.backward(ce + comp, step)
+            if cfg.labels == "gain":
+                gain = psnr - psnr[:, -1:]
+                loss = F.huber_loss(logits, gain)
+                scalars = {"loss/gain": loss.item(), "gain_error_db": (logits - gain).abs().mean().item()}
+            else:
+                labels = gate_labels(psnr, cfg.beta, cfg.labels)
+                probabilities = logits.softmax(1)
+                ce = F.cross_entropy(logits, labels)
+                comp = complexity_loss(probabilities, flops, budget, high) if budget is not None else torch.zeros(())
+                loss = ce + comp
+                scalars = {"loss/cross_entropy": ce.item(), "loss/complexity": comp.item(),
+                           "expected_flops": (probabilities @ flops).mean().item(),
+                           "accuracy": (logits.argmax(1) == labels).float().mean().item()}
+            loop.backward(loss, step)
             done = loop.update(step)
-            loop.log(done, {"loss/cross_entropy": ce.item(), "loss/complexity": comp.item(),
-                            "expected_flops": (probabilities @ flops).mean().item(),
-                            "accuracy": (logits.argmax(1) == labels).float().mean().item()})
+            loop.log(done, scalars)
             if done % loop.log_every == 0:
                 run.writer.add_histogram(f"{ctx.tag}/choices", logits.argmax(1), done)
         gate.eval()
         dynamic = DynamicDenoiser(gate, networks, flops.tolist()).eval()
-        spec = {"kind": "dynamic", "archs": [c["arch"] for c in chosen], "flops": flops.tolist(), "gate": gate_spec}
+        if cfg.labels == "gain" and budget is not None:
+            held_out = [run.data.sampler.batch(i, cfg.batch, stream=ctx.seed + 1, patch=cfg.patch)[0].to(run.device)
+                        for i in range(cfg.calibration_batches)]
+            dynamic.cost_bias = budget_bias(dynamic, held_out, budget)
+            ctx.say(f"  cost bias {dynamic.cost_bias:.4g}: held-out patches spend at most {budget:.4g} FLOPs/pixel")
+        spec = {"kind": "dynamic", "archs": [c["arch"] for c in chosen], "flops": flops.tolist(), "gate": gate_spec,
+                "cost_bias": dynamic.cost_bias}
         run.set_final(dynamic, spec)
         val = evaluate_network(dynamic, run.space, spec, run.data.val, "val")
         run.writer.add_histogram(f"{ctx.tag}/val_choices", torch.repeat_interleave(

@@ -15,7 +15,7 @@ from nasden.ops.gates import dds_gate
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute, load_final
-from nasden.strategies.gate import complexity_loss, gate_labels, spread_over_flops
+from nasden.strategies.gate import budget_bias, complexity_loss, gate_labels, spread_over_flops
 from nasden.strategies.sandwich import distill_target, sandwich_archs
 from nasden.strategies.slimming import slimmer
 from nasden.supernet import Supernet
@@ -112,6 +112,29 @@ class BrightnessGate(torch.nn.Module):
         return torch.stack([-(mean - c).abs() for c in (0.1, 0.3, 0.5)], 1)
 
 
+class FixedGains(torch.nn.Module):
+    """A gain gate whose predicted dB against the largest candidate is the image's first pixel row."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, :3]
+
+
+def test_budget_bias_is_the_smallest_bias_that_meets_the_budget() -> None:
+    model = DynamicDenoiser(FixedGains(), [torch.nn.Identity()] * 3, [1.0, 2.0, 4.0])
+    # score - bias · FLOPs / 4: the first image moves to the middle at bias 0.05 / 0.5 = 0.1 and to the
+    # cheapest at 0.05 / 0.25 = 0.2; the second to the middle at 1 / 0.5 = 2, to the cheapest at 1 / 0.25 = 4
+    gains = torch.tensor([[-0.1, -0.05, 0.0], [-2.0, -1.0, 0.0]])
+    batch = torch.zeros(2, 1, 1, 3)
+    batch[:, 0, 0] = gains
+    assert budget_bias(model, [batch], 4.0) == 0.0  # both on the largest
+    bias = budget_bias(model, [batch], 2.5)  # (1 + 4) / 2: the first image must go to the cheapest
+    assert bias == pytest.approx(0.2, rel=1e-6)
+    model.cost_bias = bias
+    assert model.route(batch).tolist() == [0, 2]
+    assert budget_bias(model, [batch], 1.5) == pytest.approx(2.0, rel=1e-6)  # (1 + 2) / 2
+    assert budget_bias(model, [batch], 1.0) == pytest.approx(4.0, rel=1e-6)
+
+
 def test_batched_routing_equals_per_image_routing() -> None:
     space = SPACES.get("slimmable")(depth=4, channels=16)
     supernet = Supernet(space)
@@ -169,6 +192,18 @@ def test_dds_pipeline_end_to_end(tmp_path) -> None:
     torch.testing.assert_close(choice, model.route(x))
     first = torch.jit.load(str(tmp_path / "export" / manifest["candidates"][int(choice[0])]))
     torch.testing.assert_close(first(x[:1]), model(x[:1]), atol=1e-5, rtol=0)
+
+
+def test_gain_gate_keeps_the_bias_that_meets_its_budget(tmp_path) -> None:
+    gate = {"strategy": "gate", "candidates": 3, "steps": 6, "labels": "gain", "gate": "classifier", "hidden": 8,
+            "budget_ratio": 0.5, "patch": 32}
+    run = create_run(parse_recipe({**DDS_TINY, "stages": DDS_TINY["stages"][:2] + [gate]}), tmp_path / "run")
+    execute(run, quiet=True)
+    _, spec, model = load_final(run)
+    assert spec["gate"]["kind"] == "classifier" and spec["cost_bias"] >= 0 and model.cost_bias == spec["cost_bias"]
+    batches = [torch.rand(4, 1, 32, 32)]
+    assert budget_bias(model, batches, model.flops[-1]) == 0.0  # the largest's budget needs no bias
+    assert budget_bias(model, batches, model.flops[0]) >= budget_bias(model, batches, model.flops[1])
 
 
 def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None:

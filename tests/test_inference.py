@@ -5,7 +5,7 @@ import torch
 
 from nasden.dynamic import DynamicDenoiser
 from nasden.extract import extract
-from nasden.inference import denoise, route_map, tile_layout
+from nasden.inference import denoise, merge_rows, route_map, tile_layout
 from nasden.registry import SPACES
 from nasden.supernet import Supernet
 
@@ -77,6 +77,27 @@ def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:
     picture = route_map(by_tile, 2)
     assert picture.shape == (3, 64, 128)
     assert not torch.equal(picture[:, :, :64], picture[:, :, 64:])
+
+
+def test_merge_rows_joins_equal_neighbours_up_to_the_limit() -> None:
+    boxes = [(0, left, 8, 12) for left in (0, 8, 16, 24, 32)] + [(6, 0, 8, 12)]
+    merged = merge_rows(boxes, [1, 1, 1, 0, 0, 0], limit=2)
+    assert merged == [((0, 0, 8, 20), 1, 2), ((0, 16, 8, 12), 1, 1), ((0, 24, 8, 20), 0, 2), ((6, 0, 8, 12), 0, 1)]
+
+
+def test_tiles_of_one_choice_compute_their_overlap_once() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    supernet = Supernet(space)
+    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
+                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    noisy = torch.zeros(1, 64, 160)
+    noisy[..., 96:] = 1.0  # tiles start at 0, 48, 96: only the last is bright
+    result = denoise(model, noisy, tile=64, overlap=16, route="tile")
+    assert result.choices == [0, 0, 1] and model.counts.tolist() == [2, 1]
+    # the gate on three 64 × 64 tiles, the cheap network once on columns 0-112, the dear one on 96-160
+    assert result.flops_per_pixel == pytest.approx((10 * 3 * 64 * 64 + 100 * 64 * 112 + 1000 * 64 * 64) / (64 * 160))
+    cheap = model.candidates[0](noisy[None])[0]
+    torch.testing.assert_close(result.image[..., 8:88], cheap[..., 8:88], atol=1e-5, rtol=0)
 
 
 def test_cost_bias_moves_the_choices_towards_cheap_or_dear_candidates() -> None:
