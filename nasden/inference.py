@@ -102,10 +102,11 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
     choices, spent = [0] * len(boxes), 0.0  # spent: FLOPs of the gate and the candidates, overlap included
     if dynamic and route == "image":
         choices = [int(model.route(padded.to(device))[0])] * len(boxes)
+        spent = model.gate_flops * height * width
     elif dynamic:
         choices = [int(c) for first in range(0, len(boxes), batch)
                    for c in model.route(_crops(padded, boxes[first: first + batch]).to(device))]
-        spent += model.gate_flops * th * tw * len(boxes)
+        spent = model.gate_flops * th * tw * len(boxes)
     out = torch.zeros_like(padded)
     weights = torch.zeros(1, 1, height, width)
     calls: dict[tuple[int, int, int, int], list[Box]] = {}  # equal boxes of one network run as one batch
@@ -114,8 +115,9 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
     with progress(len(boxes), desc="tiles", quiet=quiet) as bar:
         for (choice, tiles, bh, bw), group in calls.items():
             network = model.candidates[choice] if dynamic else model
-            for first in range(0, len(group), max(1, batch // tiles)):
-                part = group[first: first + max(1, batch // tiles)]
+            step = max(1, batch // tiles)
+            for first in range(0, len(group), step):
+                part = group[first: first + step]
                 results = network(_crops(padded, part).to(device)).cpu()
                 for (top, left, _, _), result in zip(part, results):
                     weight = (_ramp(bh, overlap, top > 0, top + bh < height)[:, None]
@@ -126,8 +128,6 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
                     model.counts[choice] += tiles * len(part)
                     spent += model.flops[choice] * bh * bw * len(part)
                 bar.update(tiles * len(part))
-    if dynamic and route == "image":
-        spent += model.gate_flops * height * width
     image = (out / weights)[0, :, :h, :w]
     return Denoised(image, spent / (height * width) if dynamic else None, choices if dynamic else [], boxes)
 

@@ -134,7 +134,7 @@ def budget_bias(model: DynamicDenoiser, batches: Sequence[Tensor], budget: float
 
 @register_strategy("gate")
 class Gate(Strategy):
-    """Train DDS-Net's routing gate over candidates from the routing space; the result is a dynamic denoiser."""
+    """Train a routing gate over candidates from the routing space; the result is a dynamic denoiser."""
 
     Config = GateConfig
     smoke_options = {"candidates": 2, "steps": 4, "checkpoint_every": 2, "calibration_batches": 1}
