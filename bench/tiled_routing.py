@@ -94,13 +94,12 @@ def flops_to_reach(target: float, points: list[dict]) -> float | None:
             best = point["psnr"]
     if target > best:
         return None
-    for low, high in zip([None, *front], front):
-        if target <= high["psnr"]:
-            if low is None:
-                return high["flops_per_pixel"]
-            share = (target - low["psnr"]) / (high["psnr"] - low["psnr"])
-            return low["flops_per_pixel"] + share * (high["flops_per_pixel"] - low["flops_per_pixel"])
-    return None
+    above = next(i for i, point in enumerate(front) if target <= point["psnr"])
+    if above == 0:
+        return front[0]["flops_per_pixel"]
+    low, high = front[above - 1], front[above]
+    share = (target - low["psnr"]) / (high["psnr"] - low["psnr"])
+    return low["flops_per_pixel"] + share * (high["flops_per_pixel"] - low["flops_per_pixel"])
 
 
 def _spent(result) -> tuple:

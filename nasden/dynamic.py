@@ -32,11 +32,13 @@ class DynamicDenoiser(nn.Module):
 
     def route(self, x: Tensor) -> Tensor:
         """The candidate index chosen for every image of the batch."""
-        logits = self.gate(x)
-        if not self.cost_bias:
-            return logits.argmax(1)
+        return self.choose(self.gate(x), self.cost_bias)
+
+    def choose(self, logits: Tensor, cost_bias: float) -> Tensor:
+        """``argmax(logits_i - cost_bias · FLOPs_i / FLOPs_max)`` per row (log p_i differs from the logits
+        by a constant per row, so this is the rule above)."""
         relative = torch.tensor(self.flops, device=logits.device) / max(self.flops)
-        return (logits.log_softmax(1) - self.cost_bias * relative).argmax(1)
+        return (logits - cost_bias * relative).argmax(1)
 
     def run(self, x: Tensor, choice: Tensor) -> Tensor:
         """Run each image on its chosen candidate, one call per candidate chosen."""

@@ -116,10 +116,9 @@ def budget_bias(model: DynamicDenoiser, batches: Sequence[Tensor], budget: float
     ``batches``: the FLOPs chosen fall as the bias grows, so bisection finds it."""
     logits = torch.cat([model.gate(b) for b in batches])
     flops = torch.tensor(model.flops, device=logits.device)
-    relative = flops / flops.max()
 
     def spent(bias: float) -> float:
-        return float(flops[(logits - bias * relative).argmax(1)].mean())
+        return float(flops[model.choose(logits, bias)].mean())
 
     low, high = 0.0, 1.0
     if spent(low) <= budget:

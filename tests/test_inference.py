@@ -60,11 +60,16 @@ class HalfGate(torch.nn.Module):
         return torch.stack([1 - bright, bright], 1)
 
 
-def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:
+def half_gate_model() -> DynamicDenoiser:
+    """The smallest and largest slimmable DnCNN (100 and 1000 FLOPs/pixel) behind :class:`HalfGate`."""
     space = SPACES.get("slimmable")(depth=3, channels=16)
     supernet = Supernet(space)
-    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
-                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    return DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
+                                        extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+
+
+def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:
+    model = half_gate_model()
     noisy = torch.zeros(1, 64, 128)
     noisy[..., 64:] = 1.0  # right half bright
     by_tile = denoise(model, noisy, tile=64, overlap=0, route="tile")
@@ -86,10 +91,7 @@ def test_merge_rows_joins_equal_neighbours_up_to_the_limit() -> None:
 
 
 def test_tiles_of_one_choice_compute_their_overlap_once() -> None:
-    space = SPACES.get("slimmable")(depth=3, channels=16)
-    supernet = Supernet(space)
-    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
-                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    model = half_gate_model()
     noisy = torch.zeros(1, 64, 160)
     noisy[..., 96:] = 1.0  # tiles start at 0, 48, 96: only the last is bright
     result = denoise(model, noisy, tile=64, overlap=16, route="tile")
@@ -101,10 +103,7 @@ def test_tiles_of_one_choice_compute_their_overlap_once() -> None:
 
 
 def test_cost_bias_moves_the_choices_towards_cheap_or_dear_candidates() -> None:
-    space = SPACES.get("slimmable")(depth=3, channels=16)
-    supernet = Supernet(space)
-    model = DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
-                                         extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    model = half_gate_model()
     noisy = torch.zeros(1, 64, 128)
     noisy[..., 64:] = 1.0
     choices = {}

@@ -90,7 +90,8 @@ def dds_gate(supernet: Supernet, width: int | str, hidden: int, candidates: int)
 
 class ClassifierGate(nn.Module):
     """ClassPruning's classifier module: four Conv-BN-ReLU blocks, global average pooling and a fully
-    connected layer to L difficulty classes (class i routes to the i-th cheapest branch).
+    connected layer to L difficulty classes (class i routes to the i-th cheapest branch); a ``gate``
+    stage with ``gate: classifier`` uses it with one output per candidate.
 
     The paper gives neither width nor stride; each block here has ``channels`` outputs and stride
     ``stride``, so with the defaults (64, 2) the classifier costs about 0.5% of a 17-layer DnCNN.
