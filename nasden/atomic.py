@@ -8,6 +8,16 @@ from typing import Callable
 
 from nasden.distributed import is_main
 
+TEMP_PREFIX = ".nasden-tmp-"  # names no file of nasden's or a user's starts with
+
+
+def remove_orphans(folder: Path) -> int:
+    """Delete the temporary files a kill during :func:`atomic_write` left under ``folder``; how many."""
+    orphans = [p for p in folder.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    return len(orphans)
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -24,7 +34,7 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = "") -> 
     if not is_main():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         write(tmp)

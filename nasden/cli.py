@@ -3,25 +3,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
+import yaml
 
 from nasden import distributed
-from nasden.data import DataError, evaluation_pairs, load_set
-from nasden.images import EXTENSIONS, ImageError, list_images, load_image, save_image
+from nasden.atomic import atomic_write
+from nasden.data import evaluation_pairs, load_set
+from nasden.errors import NasdenError, RunError
+from nasden.images import ImageError, load_image, save_image
 from nasden.noise import NoiseConfig
+from nasden.output_plan import plan_outputs
 from nasden.recipe import RecipeError, load_recipe
-from nasden.registry import SPACES, STRATEGIES, UnknownNameError
-from nasden.space import SpaceError
+from nasden.registry import SPACES, STRATEGIES
 from nasden.strategy import StageFailed
 
-USER_ERRORS = (RecipeError, DataError, ImageError, SpaceError, UnknownNameError, FileExistsError, FileNotFoundError,
-               NotADirectoryError)
+RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps)=")
+MIN_TILE = 32  # pixels: smaller tiles spend more on overlap than on the image
+SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -45,7 +53,7 @@ def _check_workers(workers: int) -> None:
 def _run_folder(path: str) -> Path:
     run_dir = Path(path)
     if not (run_dir / "recipe.yaml").exists():
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no recipe.yaml)")
+        raise RunError(f"{run_dir}: not a run folder (no recipe.yaml)")
     return run_dir
 
 
@@ -53,8 +61,25 @@ def _resume(args: argparse.Namespace) -> int:
     from nasden.run import execute
     _check_workers(args.workers)
     with distributed.process_group():
-        execute(distributed.from_main(lambda: _run_folder(args.run_dir)), args.quiet, args.workers)
+        execute(distributed.from_main(lambda: _recover(_run_folder(args.run_dir), args.override)), args.quiet,
+                args.workers)
     return 0
+
+
+def _recover(run_dir: Path, overrides: list[str]) -> Path:
+    """Apply ``resume -o`` overrides (learning rates and steps only) to the run's recipe, recorded in it."""
+    if not overrides:
+        return run_dir
+    for assignment in overrides:
+        if not RECOVERY_KEYS.match(assignment):
+            raise RecipeError(f"resume -o {assignment!r}: only stages.N.lr, lr_min, arch_lr, arch_lr_min and steps "
+                              f"can change in a run that has started")
+    path = run_dir / "recipe.yaml"
+    recipe = load_recipe(path, overrides)  # validated with the new values
+    header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
+    header += f"# resumed on {time.strftime('%Y-%m-%d %H:%M:%S')} with -o {' -o '.join(overrides)}\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(header + yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
+    return run_dir
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -98,9 +123,17 @@ def _ls(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from nasden.evaluation import evaluate_network, markdown_table
     from nasden.run import load_final, save_json
+    if not (math.isfinite(args.sigma) and 0 <= args.sigma <= 255):
+        raise RecipeError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
+    if args.crop is not None and args.crop < SSIM_WINDOW:
+        raise RecipeError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
     space, spec, model = load_final(Path(args.run_dir))
     images = load_set(args.data, space.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
+    for name, _, clean in pairs:
+        if min(clean.shape[-2:]) < SSIM_WINDOW:
+            raise ImageError(f"{name}: {clean.shape[-1]}×{clean.shape[-2]} pixels, smaller than the "
+                             f"{SSIM_WINDOW}-pixel SSIM window")
     row = {**evaluate_network(model, space, spec, pairs, str(args.data)), "sigma": args.sigma}
     print(markdown_table([row]), end="")
     if args.json:
@@ -128,6 +161,20 @@ def _check_sigma(run_dir: Path, sigma: float | None) -> None:
                   f"input; expect worse results", stacklevel=2)
 
 
+def _check_tiles(tile: int, overlap: int, multiple: int) -> None:
+    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets), or refuse."""
+    if tile < 0 or overlap < 0:
+        raise RecipeError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
+    if tile == 0:
+        return
+    smallest = max(MIN_TILE, 2 * overlap + multiple)
+    if tile < smallest:
+        raise RecipeError(f"--tile {tile}: expected 0 (whole image) or at least {smallest} pixels "
+                          f"(≥ {MIN_TILE} and more than twice --overlap {overlap})")
+    if tile % multiple or overlap % multiple:
+        raise RecipeError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
+
+
 def _denoise(args: argparse.Namespace) -> int:
     from nasden.dynamic import DynamicDenoiser
     from nasden.inference import denoise, route_map
@@ -136,28 +183,26 @@ def _denoise(args: argparse.Namespace) -> int:
     space, _, model = load_final(run_dir)
     _check_sigma(run_dir, args.sigma)
     dynamic = isinstance(model, DynamicDenoiser)
+    if args.cost_bias is not None and not math.isfinite(args.cost_bias):
+        raise RecipeError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
     if (args.route_map or args.cost_bias is not None) and not dynamic:
         raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
+    _check_tiles(args.tile, args.overlap, space.resolution_multiple)
     if args.cost_bias is not None:
         model.cost_bias = args.cost_bias
-    source, target = Path(args.input), Path(args.output)
-    if source.is_dir():
-        jobs = [(p, target / (p.stem + ".png")) for p in list_images(source)]
-        if not jobs:
-            raise ImageError(f"{source}: no image files")
-    else:
-        if target.is_dir() or target.suffix.lower() not in EXTENSIONS:
-            target = target / (source.stem + ".png")
-        jobs = [(source, target)]
-    for src, dst in jobs:
-        if dst.resolve() == src.resolve():
-            raise ImageError(f"{dst}: would overwrite its input; choose another output")
+    jobs = plan_outputs(Path(args.input), Path(args.output), Path(args.route_map) if args.route_map else None,
+                        args.overwrite)
+    skipped = 0
+    for job in jobs:
+        src, dst = job.source, job.output
+        replaced = " (replaced)" if dst.exists() else ""
         try:
             noisy = load_image(src, space.in_channels)
         except ImageError as err:
             if len(jobs) == 1:
                 raise
             print(f"skipped: {err}", file=sys.stderr)
+            skipped += 1
             continue
         result = denoise(model, noisy, space.resolution_multiple, args.tile or None, args.overlap, args.route,
                          quiet=args.quiet)
@@ -166,10 +211,11 @@ def _denoise(args: argparse.Namespace) -> int:
         if dynamic:
             used = [result.choices.count(i) for i in range(len(model.candidates))]
             note = f"  ({result.flops_per_pixel:.4g} FLOPs/pixel; {args.route} routing, tiles per candidate {used})"
-            if args.route_map:
-                save_image(route_map(result, len(model.candidates)), Path(args.route_map) if len(jobs) == 1
-                           else Path(args.route_map) / (src.stem + "_route.png"))
-        print(f"{src} → {dst}{note}")
+            if job.route_map:
+                save_image(route_map(result, len(model.candidates)), job.route_map)
+        print(f"{src} → {dst}{replaced}{note}")
+    if skipped == len(jobs):
+        raise ImageError(f"{args.input}: every image was skipped; nothing was written")
     return 0
 
 
@@ -222,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", **workers)
     p = command("resume", _resume, "continue a stopped or killed run where it left off")
     p.add_argument("run_dir")
+    p.add_argument("-o", "--override", action="append", default=[], dest="override", metavar="KEY=VALUE",
+                   help="change a stage's lr, lr_min, arch_lr, arch_lr_min or steps to recover, "
+                        "e.g. -o stages.0.lr=1e-4 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--workers", **workers)
     p = command("worker", _worker, "join a running evolution stage's study and evaluate trials")
@@ -253,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic denoisers: larger picks cheaper candidates, smaller better ones (default: the "
                         "run's own, 0 for a classifying gate)")
     p.add_argument("--sigma", type=float, help="the noise level of the input (checked against the training noise)")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = command("export", _export, "export a run's final network as TorchScript or ONNX")
     p.add_argument("run_dir")
@@ -275,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
-    except USER_ERRORS as err:
+    except NasdenError as err:
         print(f"nasden: error: {err}", file=sys.stderr)
         return 2
     except StageFailed as err:
@@ -284,6 +334,40 @@ def _dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nnasden: interrupted; continue with `nasden resume RUN_DIR`", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the last resort: one line for the user, the traceback in a log
+        if _out_of_memory(err):
+            print("nasden: error: out of memory; use a smaller batch, patch or tile", file=sys.stderr)
+            return 2
+        log = _error_log(args)
+        print(f"nasden: internal error: {err.__class__.__name__}: {_first_line_of(err)}; the traceback is in {log}",
+              file=sys.stderr)
+        return 1
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
+
+
+def _first_line_of(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _error_log(args: argparse.Namespace) -> Path:
+    """Write the current exception's traceback to ``error.log`` in the run folder (else the working or the
+    temporary folder) and return its path."""
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    paths = [Path(run_dir) / "error.log"] if run_dir and Path(run_dir).is_dir() else []
+    for path in [*paths, Path.cwd() / "nasden-error.log", Path(tempfile.gettempdir()) / "nasden-error.log"]:
+        try:
+            with path.open("a") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} nasden {' '.join(sys.argv[1:])}\n")
+                traceback.print_exc(file=f)
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere writable)")
 
 
 if __name__ == "__main__":

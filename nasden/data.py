@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nasden.errors import NasdenError
 from nasden.images import ImageError, ImageWarning, list_images, load_image
 from nasden.noise import NoiseConfig, add_noise
 
@@ -26,7 +27,7 @@ BUILTIN_VAL = ("camera", "coins", "rocket")
 DATA_ENV = "NASDEN_DATA"
 
 
-class DataError(ValueError):
+class DataError(NasdenError, ValueError):
     """Missing or unusable data; the message names the folder or file."""
 
 

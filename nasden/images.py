@@ -9,11 +9,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from nasden.atomic import atomic_write
+from nasden.errors import NasdenError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
-class ImageError(ValueError):
+class ImageError(NasdenError, ValueError):
     """An image that cannot be used; the message names the file."""
 
 
@@ -84,5 +85,8 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     array = (image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
     array = array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
+    try:
+        atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
+    except OSError as err:  # read-only folder, disk full, file-size limit: name the target, not the temp file
+        raise ImageError(f"{path}: cannot write ({err.strerror or err})") from None
     return path

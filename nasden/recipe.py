@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from typing import Any, Literal, Mapping, Union
 import yaml
 
 from nasden.data import DataConfig, DataError, resolve_folder
+from nasden.errors import NasdenError
 from nasden.registry import SPACES, STRATEGIES, UnknownNameError
 from nasden.space import SearchSpace, SpaceError
 
 
-class RecipeError(ValueError):
+class RecipeError(NasdenError, ValueError):
     """A recipe that cannot run, described in one line."""
 
 
@@ -74,15 +76,41 @@ def _describe(tp: Any) -> str:
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 4, 40, 40
+MAX_VALUES, MAX_DEPTH = 100_000, 64  # a recipe is a few hundred values; aliases can make billions
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr: its cost does not grow with the value (aliases can make a small file huge)."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_size(raw: Any, source: str) -> None:
+    """Refuse a loaded YAML value with more than ``MAX_VALUES`` values (aliases expanded) or deeper than
+    ``MAX_DEPTH`` levels, before any work is done on it; iterative, so depth cannot overflow the stack."""
+    stack, seen = [(raw, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise RecipeError(f"{source}: too large: more than {MAX_VALUES} values once YAML aliases are expanded")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def _mismatch(tp: Any, value: Any, where: str) -> RecipeError:
+    return RecipeError(f"{where}: {_short(value)}: expected {_describe(tp)}")
 
 
 def convert(tp: Any, value: Any, where: str) -> Any:
     """``value`` checked against (and converted to) the type hint ``tp``; ``RecipeError`` otherwise."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    fail = RecipeError(f"{where}: {_short(value)}: expected {_describe(tp)}")
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
@@ -91,43 +119,43 @@ def convert(tp: Any, value: Any, where: str) -> Any:
                 return convert(arm, value, where)
             except RecipeError:
                 continue
-        raise fail
+        raise _mismatch(tp, value, where)
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in args):
             return value
-        raise fail
+        raise _mismatch(tp, value, where)
     if tp is type(None):
         if value is None:
             return None
-        raise fail
+        raise _mismatch(tp, value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise fail
+        raise _mismatch(tp, value, where)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise fail
+        raise _mismatch(tp, value, where)
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
             try:
                 value = float(value)
             except ValueError:
-                raise fail from None
+                raise _mismatch(tp, value, where) from None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise fail
+        raise _mismatch(tp, value, where)
     if tp is str:
         if isinstance(value, str):
             return value
-        raise fail
+        raise _mismatch(tp, value, where)
     if origin in (list, tuple):
         if not isinstance(value, list):
-            raise fail
+            raise _mismatch(tp, value, where)
         return [convert(args[0], v, f"{where}.{i}") for i, v in enumerate(value)] if args else list(value)
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise fail
+            raise _mismatch(tp, value, where)
         return {k: convert(args[1], v, f"{where}.{k}") for k, v in value.items()} if args else dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
@@ -230,6 +258,7 @@ def apply_override(raw: dict[str, Any], assignment: str, source: str) -> None:
 
 def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     """A validated :class:`Recipe` from already-loaded YAML data."""
+    check_size(raw, source)
     if not isinstance(raw, Mapping):
         raise RecipeError(f"{source}: expected a mapping with data, space and stages, got {_short(raw)}")
     allowed = ("name", "seed", "device", "data", "space", "stages")
@@ -279,11 +308,14 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
         raise RecipeError(f"{path}: cannot read ({err.__class__.__name__})") from None
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to read") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or err.__class__.__name__
         raise RecipeError(f"{path}: malformed YAML{at}: {' '.join(str(problem).split())}") from None
+    check_size(raw, str(path))
     if isinstance(raw, dict):
         for assignment in overrides:
             apply_override(raw, assignment, str(path))

@@ -10,10 +10,12 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, TypeVar
 
+from nasden.errors import NasdenError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(NasdenError, KeyError):
     """A name that no registry entry has; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -12,9 +12,11 @@ receive the outcome of every other stage.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,15 @@ import yaml
 from torch import nn
 
 from nasden import distributed
-from nasden.atomic import atomic_write
+from nasden.atomic import atomic_write, remove_orphans
 from nasden.data import RunData
 from nasden.dynamic import DynamicDenoiser
+from nasden.errors import RunError
 from nasden.extract import extract
 from nasden.ops.gates import gate_from_spec
 from nasden.recipe import Recipe, load_recipe
 from nasden.registry import STRATEGIES
+from nasden.run_lock import RunLock
 from nasden.space import Architecture, SearchSpace
 from nasden.strategy import StageFailed
 from nasden.supernet import Supernet
@@ -51,8 +55,17 @@ def _serialise(obj: Any) -> bytes:
 
 
 def load_torch(path: Path) -> Any:
-    """Load a checkpoint without running code from it."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a checkpoint without running code from it; a truncated or foreign file is a :class:`RunError`
+    (torch's own text, which advises ``weights_only=False``, is not passed on)."""
+    try:
+        with warnings.catch_warnings():  # torch's warnings about unsafe loading advise what nasden must not do
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except Exception as err:  # noqa: BLE001 - unpickling, zip and storage errors of every kind
+        raise RunError(f"{path}: not a checkpoint nasden can read safely ({err.__class__.__name__}); it may be "
+                       f"truncated or not written by nasden") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -188,16 +201,28 @@ class StageContext:
     def check_loss(self, loss: torch.Tensor, step: int, last_checkpoint: int) -> None:
         """Stop the stage with a clear message if ``loss`` is NaN or infinite."""
         if not torch.isfinite(loss):
-            raise StageFailed(f"stage {self.index} ({self.strategy}): loss became {loss.item()} at step {step}; "
-                              f"the last good checkpoint (step {last_checkpoint}) is kept in {self.dir}. Lower the "
-                              f"learning rate (-o stages.{self.index}.lr=...) and run `nasden resume`")
+            self.fail(f"loss became {loss.item()} at step {step}", last_checkpoint)
+
+    def fail(self, what: str, last_checkpoint: int) -> None:
+        """Stop the stage, saying what went wrong, where it restarts and how to recover."""
+        kept = (f"the last good checkpoint (step {last_checkpoint}) is kept in {self.dir / 'checkpoint.pt'}"
+                if last_checkpoint and self.has_checkpoint() else "the stage has no checkpoint and restarts")
+        raise StageFailed(f"stage {self.index} ({self.strategy}): {what}; {kept}. Lower the learning rate and "
+                          f"continue: nasden resume {self.run.run_dir} -o stages.{self.index}.lr=...")
 
 
 def create_run(recipe: Recipe, run_dir: Path) -> Path:
-    """Make a run folder holding the resolved recipe."""
+    """Make a run folder holding the resolved recipe; an existing file, run or non-empty folder is refused."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: is a file; --out must name a new or empty folder")
     if (run_dir / "recipe.yaml").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; continue it with `nasden resume {run_dir}`")
-    run_dir.mkdir(parents=True, exist_ok=True)
+        raise RunError(f"{run_dir} already holds a run; continue it with `nasden resume {run_dir}`")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir}: not empty and holds no run (no recipe.yaml); choose a new --out folder")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"{run_dir}: cannot create the run folder ({err.strerror})") from None
     atomic_write(run_dir / "recipe.yaml", lambda tmp: Path(tmp).write_text(
         f"# resolved recipe of run {run_dir.name}; continue with: nasden resume {run_dir}\n"
         + yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
@@ -218,30 +243,38 @@ def open_run(run_dir: Path, quiet: bool = False, workers: int = 1) -> RunContext
 def execute(run_dir: Path, quiet: bool = False, workers: int = 1) -> list[dict[str, Any]]:
     """Run (or resume) every stage of the run in ``run_dir``; returns the stage summaries.
 
-    ``workers``: local processes for stages that spread trials over processes (evolution)."""
-    ctx = open_run(run_dir, quiet, workers)
-    recipe = ctx.recipe
-    try:
-        for index, stage in enumerate(recipe.stages):
-            strategy = STRATEGIES.get(stage.strategy)(stage.options)
-            stage_ctx = StageContext(ctx, index, stage.strategy, strategy.data_parallel)
-            if index < len(ctx.summaries):
-                if not (stage_ctx.dir / "result.json").exists():
-                    save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
-                continue
-            torch.manual_seed(stage_ctx.seed)
-            if strategy.data_parallel:
-                ctx.summaries.append(strategy.run(stage_ctx))
-            else:  # under torchrun, rank 0 runs it; its summary (or error) reaches every process
-                ctx.summaries.append(distributed.from_main(lambda: strategy.run(stage_ctx)))
-            ctx.share_from_main(weights=not strategy.data_parallel)
-            save_torch(ctx.state_dict(), run_dir / "context.pt")
-            save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
-    finally:
-        ctx.writer.close()
+    ``workers``: local processes for stages that spread trials over processes (evolution). One process
+    (or torchrun group) at a time: rank 0 holds the run's lock and first removes temporary files that
+    a kill left behind."""
+    with RunLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        if distributed.is_main():
+            remove_orphans(run_dir)
+        ctx = open_run(run_dir, quiet, workers)
+        try:
+            for index, stage in enumerate(ctx.recipe.stages):
+                _run_stage(ctx, index, stage.strategy, stage.options)
+        finally:
+            ctx.writer.close()
     if not ctx.quiet:
         print(f"done: {run_dir}", file=sys.stderr)
     return ctx.summaries
+
+
+def _run_stage(ctx: RunContext, index: int, name: str, options: Any) -> None:
+    strategy = STRATEGIES.get(name)(options)
+    stage_ctx = StageContext(ctx, index, name, strategy.data_parallel)
+    if index < len(ctx.summaries):
+        if not (stage_ctx.dir / "result.json").exists():
+            save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
+        return
+    torch.manual_seed(stage_ctx.seed)
+    if strategy.data_parallel:
+        ctx.summaries.append(strategy.run(stage_ctx))
+    else:  # under torchrun, rank 0 runs it; its summary (or error) reaches every process
+        ctx.summaries.append(distributed.from_main(lambda: strategy.run(stage_ctx)))
+    ctx.share_from_main(weights=not strategy.data_parallel)
+    save_torch(ctx.state_dict(), ctx.run_dir / "context.pt")
+    save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
 
 
 def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[SearchSpace, dict[str, Any], nn.Module]:
@@ -249,9 +282,9 @@ def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[Searc
     recipe = load_recipe(run_dir / "recipe.yaml")
     path = run_dir / "final.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no final network yet (final.pt); a train or gate stage writes it")
+        raise RunError(f"{run_dir}: no final network yet (final.pt); a train or gate stage writes it")
     state = load_torch(path)
     if not isinstance(state, dict) or not {"spec", "state_dict"} <= state.keys():
-        raise FileNotFoundError(f"{path}: not a final network written by this version of nasden; run the recipe again")
+        raise RunError(f"{path}: not a final network written by this version of nasden; run the recipe again")
     space = recipe.build_space()
     return space, state["spec"], trained_network(space, state["spec"], state["state_dict"], device)

@@ -35,6 +35,7 @@ from typing import Any, Literal, Mapping
 
 import networkx as nx
 
+from nasden.errors import NasdenError
 from nasden.ops.nm import parse_nm
 from nasden.registry import OPS
 
@@ -46,7 +47,7 @@ TERMINALS = ("input", "output")
 NOT_LAYERS = MERGES + TERMINALS + ("unfold",)
 
 
-class SpaceError(ValueError):
+class SpaceError(NasdenError, ValueError):
     """A graph that is not a valid search space; the message names the node or edge at fault."""
 
 

@@ -12,6 +12,7 @@ from nasden.cost import cost
 from nasden.evaluation import score
 from nasden.extract import extract
 from nasden.inference import denoise
+from nasden.metrics import psnr
 from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
@@ -19,6 +20,8 @@ from nasden.space import Architecture
 from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
 from nasden.tb import log_samples
+
+IDENTITY_MARGIN_DB = 1.0  # a final network this much worse than doing nothing is refused
 
 
 @dataclass
@@ -93,6 +96,10 @@ class Train(Strategy):
                 val_psnr = validate(model, ctx, done)
         if math.isnan(val_psnr):  # resumed after the last step
             val_psnr = validate(model, ctx, cfg.steps)
+        noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in run.data.val) / len(run.data.val)
+        if val_psnr < noisy_psnr - IDENTITY_MARGIN_DB:
+            ctx.fail(f"the trained network scores {val_psnr:.2f} dB on the validation images, worse than their noisy "
+                     f"input ({noisy_psnr:.2f} dB): training diverged; no final network was written", loop.last_saved)
         model.eval()
         run.arch = arch
         run.set_final(model, {"kind": "static", "arch": arch})

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -106,3 +107,22 @@ def test_cli_bad_recipe_in_a_subprocess_prints_no_traceback(tmp_path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == f"nasden: error: {path}: missing key 'space'"
     assert not (tmp_path / "run").exists()
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("where", ["name", "arch"])
+def test_alias_bombs_and_deep_nesting_get_one_line_fast(tmp_path, where) -> None:
+    body = LAUGHS + ("name: *i\nspace: {name: toy}\nstages: [{strategy: train}]\n" if where == "name" else
+                     "space: {name: toy}\nstages: [{strategy: train, arch: *i}]\n")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(body)
+    started = time.perf_counter()
+    with pytest.raises(RecipeError, match="too large"):
+        load_recipe(path)
+    assert time.perf_counter() - started < 2
+    path.write_text("name: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(RecipeError, match="nested"):
+        load_recipe(path)

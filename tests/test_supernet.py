@@ -18,6 +18,7 @@ SPACE_OPTIONS = {  # small settings for every registered space
     "mod_unet": [{"stages": 2, "levels": 1, "channels": 8, "layers": 3}],
     "unet": [{"levels": 2, "channels": 8, "group": 8}],
     "graph": [SPACES.get("toy")().to_dict()],
+    "ffdnet": [{"depth": 4, "channels": 8}, {"depth": 3, "channels": 16, "group": 8}],
     "slimmable": [{"depth": 4, "channels": 16}, {"backbone": "unet", "levels": 1, "channels": 16},
                   {"depth": 3, "channels": 16, "bn": True, "attention": False}],
 }

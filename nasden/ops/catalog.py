@@ -4,7 +4,15 @@ from __future__ import annotations
 from nasden.ops.attention import DynamicTanhAttention
 from nasden.ops.base import OpSpec
 from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU, VariableBatchNorm
-from nasden.ops.convolution import DynamicConv, DynamicConvTranspose, PoolConv, SeparableConv, ShuffleConv, UpsampleConv
+from nasden.ops.convolution import (
+    DynamicConv,
+    DynamicConvTranspose,
+    PoolConv,
+    SeparableConv,
+    ShuffleConv,
+    UnshuffleConv,
+    UpsampleConv,
+)
 from nasden.registry import OPS
 
 
@@ -20,6 +28,7 @@ for _k in (3, 5):
     _register(OpSpec(f"conv{_k}x{_k}_s2", DynamicConv, {"kernel": _k, "stride": 2}, scale=1, supports_nm=True))
 _register(OpSpec("maxpool_conv1x1", PoolConv, {"pool": "max"}, scale=1, supports_nm=True))
 _register(OpSpec("avgpool_conv1x1", PoolConv, {"pool": "avg"}, scale=1, supports_nm=True))
+_register(OpSpec("unshuffle_conv3x3", UnshuffleConv, scale=1, supports_nm=True))
 _register(OpSpec("convT3x3_s2", DynamicConvTranspose, {"kernel": 3}, scale=-1))
 _register(OpSpec("bilinear_conv3x3", UpsampleConv, {"mode": "bilinear"}, scale=-1, supports_nm=True))
 _register(OpSpec("nearest_conv3x3", UpsampleConv, {"mode": "nearest"}, scale=-1, supports_nm=True))

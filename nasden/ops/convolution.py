@@ -218,3 +218,22 @@ class ShuffleConv(DynamicOp):
     @classmethod
     def cost(cls, cin: int, cout: int) -> tuple[float, int]:
         return DynamicConv.cost(cin // 4, cout, kernel=3)
+
+
+class UnshuffleConv(DynamicOp):
+    """Pixel unshuffle (½×, channels × 4) followed by a 3×3 convolution: FFDNet's way down."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = DynamicConv(cin * 4, cout, kernel=3)
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return self.conv(F.pixel_unshuffle(x, 2), out, nm)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
+        unshuffled = Layout([4 * p + i for p in layout.positions for i in range(4)], 4 * layout.length)
+        return nn.Sequential(nn.PixelUnshuffle(2), self.conv.extract(unshuffled, out, nm))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
+        return DynamicConv.cost(cin * 4, cout, kernel=3)

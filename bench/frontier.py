@@ -1,0 +1,432 @@
+"""Frontier benchmark: does the search pay? Every method against static networks, random search and BM3D,
+at equal training compute.
+
+Protocol. Training patches (48², batch 32) from Train400 with AWGN, in two settings: ``sigma25`` (σ = 25,
+scored on Set12 and BSD68 at σ 25) and ``blind`` (σ uniform in [0, 50], scored at σ 15 / 25 / 50).
+Validation (model selection: slimming, random search's pick) uses the builtin photographs, never a
+test set. Noisy test images are a pure function of the seed (0). Every entry gets the same training
+compute, ``--budget`` × 6e13 FLOPs, counted by :class:`nasden.compute.ComputeCounter` over every
+step of every stage, search included (convolution and matrix FLOPs as they run, forward and
+backward). A stage's steps are set from its measured compute per step: two short probe runs of the
+entry's recipe that differ only in that stage's steps give its FLOPs per step and the rest's fixed
+FLOPs, and the budget left is shared out. Test scoring is not counted. Wall time is recorded beside.
+
+Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
+four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%); random search in the MoD-NAS space (K
+architectures within ±15% of the DARTS-derived FLOPs, each screened with 10% of the budget, K the
+number DARTS's measured search compute pays for, the best on validation retrained with 60%); DDS-Net
+(sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front
+point nearest half the largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint);
+BM3D (no training; ``pip install -e .[bench]``).
+
+    python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
+    python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
+    python bench/frontier.py report       # bench/results/frontier.{json,md,png}
+
+Entry results go to ``bench/results/frontier/<setting>-b<budget>-<entry>.json`` as each finishes; a
+rerun skips the entries that exist unless ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from frontier_math import EntryStore, equal_compute_k, frontier, gap_to_frontier
+
+from nasden.compute import ComputeCounter
+from nasden.cost import cost, measure_latency
+from nasden.data import evaluation_pairs, load_set
+from nasden.evaluation import evaluate_network, markdown_table
+from nasden.noise import NoiseConfig
+from nasden.recipe import build_space, parse_recipe
+from nasden.run import build_network, create_run, execute, load_final
+from nasden.space import Architecture
+from record import RESULTS, provenance, write_report
+
+DATA = Path(os.environ.get("NASDEN_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+STORE = EntryStore(RESULTS / "frontier")
+BUDGET = 6e13  # FLOPs of training compute per entry at --budget 1 (about 12 minutes on 2 CPU cores)
+SETTINGS = {"sigma25": {"sigma": 25.0, "test": [25.0]}, "blind": {"sigma": [0.0, 50.0], "test": [15.0, 25.0, 50.0]}}
+SETS = ("set12", "bsd68")
+PROBE = (2, 6)  # steps of the two probe runs
+
+STATIC = {  # family: (space, the option that sets the size, sizes)
+    "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
+    "unet": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None}, "channels", [8, 12, 16, 24]),
+    "ffdnet": ({"name": "ffdnet", "depth": 10}, "channels", [16, 32, 48, 64]),
+}
+MOD_NAS_SPACE = {"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "channels": 24, "group": 8}
+SLIMMABLE_SPACE = {"name": "slimmable", "backbone": "dncnn", "depth": 8, "channels": 32, "group": 8, "min_ratio": 0.2}
+NM_SPACE = {"name": "nm_branches", "backbone": "dncnn", "depth": 8, "channels": 32, "patterns": ["1:4", "2:4", "4:4"]}
+
+
+class Entry:
+    """One entry's runs under one setting and budget: every run's compute is counted and summed."""
+
+    def __init__(self, name: str, setting: str, budget: float, device: str, folder: Path):
+        self.name, self.setting, self.budget, self.device, self.folder = name, setting, budget, device, folder
+        self.flops, self.seconds, self.runs = 0, 0.0, 0
+        self.plan: list[dict[str, Any]] = []  # per run: the steps chosen, measured FLOPs per step, fixed FLOPs
+
+    def recipe(self, space: dict[str, Any], stages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"name": self.name, "seed": 0, "device": self.device,
+                "data": {"train": str(DATA / "train400"), "val": "builtin", "val_crop": 128, "patch": 48, "batch": 32,
+                         "noise": {"kind": "gaussian", "sigma": SETTINGS[self.setting]["sigma"]}},
+                "space": space, "stages": stages}
+
+    def _execute(self, recipe: dict[str, Any]) -> tuple[Path, list[dict], int]:
+        self.runs += 1
+        run_dir = create_run(parse_recipe(recipe, self.name), self.folder / f"{self.name}-{self.runs}")
+        with ComputeCounter() as counter:
+            summaries = execute(run_dir, quiet=True)
+        return run_dir, summaries, counter.flops
+
+    def run(self, space: dict[str, Any], stages: list[dict[str, Any]],
+            shares: dict[int, float]) -> tuple[Path, list[dict]]:
+        """Run ``stages`` with each stage ``i`` of ``shares`` given that share of the budget, in steps."""
+        budget = self.budget * BUDGET * sum(shares.values())
+        per_step, fixed = self._probe(space, stages, list(shares))
+        steps = {i: max(2, int(shares[i] / sum(shares.values()) * (budget - fixed) / per_step[i])) for i in shares}
+        started = time.perf_counter()
+        run_dir, summaries, flops = self._execute(self.recipe(space, _with_steps(stages, steps, final=True)))
+        self.plan.append({"steps": steps, "flops_per_step": per_step, "fixed_flops": fixed, "flops": flops})
+        self.flops += flops
+        self.seconds += time.perf_counter() - started
+        return run_dir, summaries
+
+    def _probe(self, space: dict[str, Any], stages: list[dict[str, Any]],
+               budgeted: list[int]) -> tuple[dict[int, float], float]:
+        """FLOPs per step of every budgeted stage, and the FLOPs of everything else, from short runs."""
+        short, long_ = PROBE
+        base = self._execute(self.recipe(space, _with_steps(stages, dict.fromkeys(budgeted, short))))[2]
+        per_step = {}
+        for i in budgeted:
+            steps = {**dict.fromkeys(budgeted, short), i: long_}
+            per_step[i] = (self._execute(self.recipe(space, _with_steps(stages, steps)))[2] - base) / (long_ - short)
+        return per_step, base - short * sum(per_step.values())
+
+
+def _with_steps(stages: list[dict[str, Any]], steps: dict[int, int], final: bool = False) -> list[dict[str, Any]]:
+    """The stages with ``steps`` set; validation and checkpoints every quarter (final) or at the end (probes);
+    DARTS's warm-up, given as ``warmup_share``, in steps."""
+    out = []
+    for i, stage in enumerate(stages):
+        stage = dict(stage)
+        if i in steps:
+            n = steps[i]
+            stage.update(steps=n, val_every=max(1, n // 4) if final else n, checkpoint_every=n)
+            if "warmup_share" in stage:
+                stage["warmup"] = int(stage.pop("warmup_share") * n)
+        out.append(stage)
+    return out
+
+
+def plain_arch(space_config: dict[str, Any]) -> Architecture:
+    """conv 3×3 everywhere (strided down, transposed up), each layer reading the previous one, widest widths."""
+    space = build_space(space_config)
+    return {label: (max(c.values) if label.startswith("width:") else c.values[-1] if label.startswith("input:")
+                    else c.values[0]) for label, c in space.choices().items()}
+
+
+def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
+    """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel and the final spec."""
+    space, spec, model = load_final(run_dir, device)
+    scores: dict[str, Any] = {}
+    for name in SETS:
+        images = load_set(str(DATA / name), 1, "val")
+        for sigma in SETTINGS[setting]["test"]:
+            pairs = [(n, noisy.to(device), clean.to(device))
+                     for n, noisy, clean in evaluation_pairs(images, NoiseConfig(sigma=sigma), 0)]
+            row = evaluate_network(model, space, spec, pairs, name)
+            scores[f"{name}_s{sigma:g}"] = row["psnr"]
+            flops = row["flops_per_pixel"]
+            if "shares" in row:
+                scores[f"{name}_s{sigma:g}_shares"] = row["shares"]
+    return {"psnr": scores, "flops_per_pixel": flops, "spec": spec}
+
+
+# -- entries ---------------------------------------------------------------------------------------
+def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
+    def make(entry: Entry) -> dict[str, Any]:
+        base, option, _ = STATIC[family]
+        space = {**base, option: size}
+        arch = plain_arch(space)
+        run_dir, _ = entry.run(space, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}], {0: 1.0})
+        return {"family": f"static {family}", "space": space, "run_dir": str(run_dir)}
+    return make
+
+
+def mod_nas(entry: Entry) -> dict[str, Any]:
+    search = {"strategy": "darts", "warmup_share": 0.25, "lr": 1e-3, "arch_lr": 1e-2, "val_size": 96}
+    run_dir, summaries = entry.run(MOD_NAS_SPACE, [search], {0: 0.4})
+    search_flops = entry.flops
+    arch = summaries[0]["arch"]
+    run_dir, _ = entry.run(MOD_NAS_SPACE, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}], {0: 0.6})
+    return {"family": "MoD-NAS (DARTS)", "space": MOD_NAS_SPACE, "run_dir": str(run_dir), "search_flops": search_flops,
+            "largest_probability": summaries[0]["largest_probability"]}
+
+
+def random_search(entry: Entry) -> dict[str, Any]:
+    """Random architectures near the DARTS-derived FLOPs, screened, the best retrained (as MoD-NAS is)."""
+    method = STORE.load(f"{entry.setting}-b{entry.budget:g}-mod_nas")
+    if method is None:
+        raise SystemExit(f"random_search needs the mod_nas entry of {entry.setting} budget {entry.budget:g} first")
+    space = build_space(MOD_NAS_SPACE)
+    target = cost(space, method["spec"]["arch"]).flops_per_pixel
+    screen = 0.1 * entry.budget * BUDGET
+    k = equal_compute_k(method["search_flops"], screen)
+    rng = random.Random(0)
+    archs: list[Architecture] = []
+    for _ in range(100_000):
+        if len(archs) == k:
+            break
+        arch = space.sample(rng)
+        if abs(cost(space, arch).flops_per_pixel / target - 1) <= 0.15:
+            archs.append(arch)
+    screened = []
+    for arch in archs:
+        _, summaries = entry.run(MOD_NAS_SPACE, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}],
+                                 {0: 0.1})
+        screened.append((summaries[0]["val_psnr"], arch))
+    best = max(screened, key=lambda s: s[0])[1]
+    run_dir, _ = entry.run(MOD_NAS_SPACE, [{"strategy": "train", "arch": best, "lr": 1e-3, "loss": "mse"}], {0: 0.6})
+    return {"family": "random search (MoD-NAS space)", "space": MOD_NAS_SPACE, "run_dir": str(run_dir), "k": k,
+            "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
+
+
+def dds(entry: Entry) -> dict[str, Any]:
+    stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96},
+              {"strategy": "progressive_slimming", "group": 8, "val_images": 3, "val_size": 96},
+              {"strategy": "gate", "candidates": 4, "beta": 0.2, "budget_ratio": 0.5, "steps": 150, "lr": 1e-3,
+               "patch": 48}]
+    run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 1.0})
+    return {"family": "DDS-Net (dynamic)", "space": SLIMMABLE_SPACE, "run_dir": str(run_dir)}
+
+
+def evolution(entry: Entry) -> dict[str, Any]:
+    stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96},
+              {"strategy": "evolution", "trials": 60, "sampler": "nsga2", "sampler_options": {"population_size": 12},
+               "val_images": 3, "val_size": 96}]
+    run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
+    front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())
+    largest = cost(build_space(SLIMMABLE_SPACE), build_space(SLIMMABLE_SPACE).largest()).flops_per_pixel
+    chosen = min(front, key=lambda e: abs(e["flops_per_pixel"] - largest / 2))
+    run_dir, _ = entry.run(SLIMMABLE_SPACE, [{"strategy": "train", "arch": chosen["arch"], "lr": 1e-3,
+                                              "loss": "mse"}], {0: 0.5})
+    return {"family": "evolution (NSGA-II, retrained)", "space": SLIMMABLE_SPACE, "run_dir": str(run_dir)}
+
+
+def class_pruning(entry: Entry) -> dict[str, Any]:
+    stages = [{"strategy": "classifier_pretrain", "steps": 300, "lr": 1e-3, "lr_min": 1e-6, "channels": 32,
+               "batch": 16, "pool_batches": 32},
+              {"strategy": "branch_train", "lr": 1e-3, "lr_min": 1e-5, "gradient": "sr_ste", "decay": 2e-4},
+              {"strategy": "joint_finetune", "lr": 1e-4, "lr_min": 1e-6, "w_reconstruction": 1.0, "w_entropy": 1e-4,
+               "w_cost": 1e-3}]
+    run_dir, _ = entry.run(NM_SPACE, stages, {1: 0.75, 2: 0.25})
+    return {"family": "ClassPruning (dynamic)", "space": NM_SPACE, "run_dir": str(run_dir)}
+
+
+ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
+    **{f"static_{family}_{size}": static(family, size) for family, (_, _, sizes) in STATIC.items() for size in sizes},
+    "mod_nas": mod_nas, "random_search": random_search, "dds": dds, "evolution": evolution,
+    "class_pruning": class_pruning,
+}
+
+
+def run_entry(name: str, setting: str, budget: float, device: str) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix=f"frontier-{name}-"))
+    entry = Entry(name, setting, budget, device, folder)
+    started = time.perf_counter()
+    result = ENTRIES[name](entry)
+    scored = score(Path(result.pop("run_dir")), device, setting)
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"  {name}: {entry.flops:.3g} FLOPs ({entry.flops / (budget * BUDGET):.2f} of the budget), "
+          f"{entry.seconds:.0f} s training, {time.perf_counter() - started:.0f} s in all", flush=True)
+    return {**provenance(), "entry": name, "setting": setting, "budget": budget, "device": device,
+            "train_flops": entry.flops, "train_seconds": round(entry.seconds, 1), "plan": entry.plan, **result,
+            **scored}
+
+
+def bm3d_entry(setting: str, limit: int | None) -> dict[str, Any]:
+    """BM3D 4.0.3 (``bm3d.bm3d(noisy, sigma / 255)``) on the same noisy images; no training."""
+    import bm3d
+    scores: dict[str, Any] = {}
+    seconds = []
+    for name in SETS:
+        images = load_set(str(DATA / name), 1, "val")
+        for sigma in SETTINGS[setting]["test"]:
+            values = []
+            for _, noisy, clean in evaluation_pairs(images, NoiseConfig(sigma=sigma), 0, limit=limit):
+                start = time.perf_counter()
+                out = bm3d.bm3d(noisy[0].double().numpy(), sigma / 255)
+                seconds.append((time.perf_counter() - start) / noisy[0].numel() * 1e6)
+                mse = float(np.mean((np.clip(out, 0, 1) - clean[0].double().numpy()) ** 2))
+                values.append(10 * np.log10(1 / mse))
+            scores[f"{name}_s{sigma:g}"] = round(float(np.mean(values)), 4)
+            print(f"  bm3d {name} σ{sigma:g}: {scores[f'{name}_s{sigma:g}']:.2f} dB", flush=True)
+    return {**provenance(), "entry": "bm3d", "family": "BM3D", "setting": setting, "budget": 0, "train_flops": 0,
+            "images_per_set": limit or "all", "psnr": scores, "flops_per_pixel": None,
+            "ms_per_megapixel": round(1000 * statistics.median(seconds), 1)}
+
+
+# -- latency and report ----------------------------------------------------------------------------
+def entry_latency(result: dict[str, Any], side: int = 512) -> float:
+    """CPU milliseconds per megapixel of the entry's network (random weights: time does not depend on them);
+    a dynamic network's candidates weighted by how often BSD68 chose them, plus its gate."""
+    space = build_space(result["space"])
+    model = build_network(space, result["spec"]).eval()
+    x = torch.rand(1, 1, side, side)
+    per_mp = 1e6 / side ** 2
+    if result["spec"]["kind"] == "static":
+        return 1000 * per_mp * measure_latency(model, x, runs=10)
+    shares = next(v for k, v in result["psnr"].items() if k.startswith("bsd68") and k.endswith("_shares"))
+    seconds = measure_latency(model.gate, x, runs=10)
+    seconds += sum(s * measure_latency(c, x, runs=10) for s, c in zip(shares, model.candidates) if s > 0)
+    return 1000 * per_mp * seconds
+
+
+def headline(result: dict[str, Any], setting: str) -> float:
+    """The figure the frontier is drawn with: mean BSD68 PSNR over the setting's test σ."""
+    return statistics.mean(result["psnr"][f"bsd68_s{s:g}"] for s in SETTINGS[setting]["test"])
+
+
+def report() -> None:
+    results = [r for r in STORE.all() if "psnr" in r]
+    rows, figures = [], {}
+    for (setting, budget) in sorted({(r["setting"], r["budget"]) for r in results if r["budget"]}):
+        group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
+        statics = [(r["flops_per_pixel"], headline(r, setting)) for r in group if r["family"].startswith("static")]
+        line = frontier(statics)
+        randoms = [headline(r, setting) for r in group if r["entry"] == "random_search"]
+        figures[f"{setting}-b{budget:g}"] = {"frontier": line}
+        for r in sorted(group, key=lambda r: (r["family"], r["flops_per_pixel"] or 0)):
+            psnr = headline(r, setting)
+            gap = gap_to_frontier(line, (r["flops_per_pixel"], psnr)) if r["flops_per_pixel"] else None
+            rows.append({"setting": setting, "budget": budget, "entry": r["entry"], "family": r["family"],
+                         **{k: v for k, v in r["psnr"].items() if not k.endswith("_shares")},
+                         "BSD68 headline": round(psnr, 3), "FLOPs/pixel": r["flops_per_pixel"] or "–",
+                         "ms/MP (CPU)": r.get("ms_per_megapixel", "–"),
+                         "train TFLOPs": round(r["train_flops"] / 1e12, 1), "train s": r.get("train_seconds", "–"),
+                         "vs static frontier (dB)": "–" if gap is None else round(gap, 3),
+                         "vs random search (dB)": round(psnr - randoms[0], 3)
+                         if randoms and r["entry"] in ("mod_nas",) else "–"})
+    _plot(results)
+    body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
+            f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
+            f"network at or below each FLOPs, read linearly in log-FLOPs; '–' where a point lies outside the "
+            f"static networks' range. FLOPs are per pixel, 2 per multiply-add.\n\n{markdown_table(rows)}\n"
+            f"![frontier](frontier.png)\n")
+    print(write_report("frontier", {"rows": rows, "frontiers": figures}, "Frontier benchmark: does the search pay?",
+                       body))
+
+
+def _plot(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = sorted({(r["setting"], r["budget"]) for r in results if r["budget"]})
+    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 4.5 * len(groups)), squeeze=False)
+    markers = dict(zip(sorted({r["family"] for r in results}), "os^vDP*Xph<>"))
+    for row, (setting, budget) in zip(axes, groups):
+        group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
+        line = frontier([(r["flops_per_pixel"], headline(r, setting)) for r in group
+                         if r["family"].startswith("static")])
+        row[0].plot(*zip(*line), "k-", lw=1, label="static frontier")
+        for family, marker in markers.items():
+            members = [r for r in group if r["family"] == family]
+            if not members:
+                continue
+            psnr = [headline(r, setting) for r in members]
+            if members[0]["flops_per_pixel"] is None:
+                row[0].axhline(psnr[0], ls="--", c="gray", label=family)
+            else:
+                row[0].plot([r["flops_per_pixel"] for r in members], psnr, marker, label=family, ls="")
+            timed = [(r["ms_per_megapixel"], p) for r, p in zip(members, psnr) if "ms_per_megapixel" in r]
+            if timed:
+                row[1].plot(*zip(*timed), marker, label=family, ls="")
+        row[0].set(xscale="log", xlabel="FLOPs per pixel", ylabel="BSD68 PSNR (dB)",
+                   title=f"{setting}, budget {budget:g} × {BUDGET:.0e} FLOPs")
+        row[1].set(xscale="log", xlabel="CPU ms per megapixel (2 cores)", ylabel="BSD68 PSNR (dB)")
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "frontier.png", dpi=110)
+    plt.close(fig)
+
+
+def run_parallel(names: list[str], jobs: int) -> None:
+    """Each entry in its own process of this script, ``jobs`` at a time; random search after the rest
+    (it reads the MoD-NAS entry)."""
+    from concurrent.futures import ThreadPoolExecutor
+    flags = [a for a in sys.argv[2:] if a not in names]
+    flags = [a for i, a in enumerate(flags) if a != "--jobs" and (i == 0 or flags[i - 1] != "--jobs")]
+
+    def one(name: str) -> int:
+        return subprocess.run([sys.executable, __file__, "run", name, *flags]).returncode
+
+    first = [n for n in names if n != "random_search"]
+    with ThreadPoolExecutor(jobs) as pool:
+        codes = list(pool.map(one, first))
+    if "random_search" in names:
+        codes.append(one("random_search"))
+    if any(codes):
+        raise SystemExit(f"{sum(c != 0 for c in codes)} entries failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run entries (each stored as it finishes)")
+    p.add_argument("entries", nargs="+", help=f"'all', 'bm3d' or some of: {', '.join(ENTRIES)}")
+    p.add_argument("--setting", choices=list(SETTINGS), default="sigma25")
+    p.add_argument("--budget", type=float, default=1.0, help="multiple of the 6e13-FLOPs budget")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="run entries again even if stored")
+    p.add_argument("--bm3d-images", type=int, help="BM3D: the first N images of each set (default all)")
+    p.add_argument("--jobs", type=int, default=1, help="entries run at once, each in its own process (default 1)")
+    sub.add_parser("list", help="the entries")
+    sub.add_parser("latency", help="measure CPU ms per megapixel where missing (run alone on the machine)")
+    sub.add_parser("report", help="aggregate the stored entries into bench/results/frontier.*")
+    args = parser.parse_args()
+    if args.command == "list":
+        print("\n".join([*ENTRIES, "bm3d"]))
+    elif args.command == "report":
+        report()
+    elif args.command == "latency":
+        torch.set_num_threads(os.cpu_count() or 1)
+        for result in STORE.all():
+            if "ms_per_megapixel" not in result and "spec" in result:
+                result["ms_per_megapixel"] = round(entry_latency(result), 1)
+                STORE.save(f"{result['setting']}-b{result['budget']:g}-{result['entry']}", result)
+                print(f"  {result['setting']} {result['entry']}: {result['ms_per_megapixel']} ms/MP", flush=True)
+    else:
+        if not (DATA / "train400").is_dir():
+            raise SystemExit(f"skipped: {DATA}/train400 not found (set NASDEN_BENCH_DATA)")
+        names = list(ENTRIES) if args.entries == ["all"] else args.entries
+        if args.jobs > 1:
+            return run_parallel(names, args.jobs)
+        for name in names:
+            if name == "bm3d":
+                STORE.run(f"{args.setting}-b0-bm3d", lambda: bm3d_entry(args.setting, args.bm3d_images), args.force)
+            elif name not in ENTRIES:
+                raise SystemExit(f"unknown entry {name!r}; see `python bench/frontier.py list`")
+            else:
+                STORE.run(f"{args.setting}-b{args.budget:g}-{name}",
+                          lambda n=name: run_entry(n, args.setting, args.budget, args.device), args.force)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,85 @@
+"""The frontier benchmark's arithmetic and bookkeeping, kept apart so tests can check it by hand.
+
+* the static frontier: the best PSNR any static baseline reaches at or below each FLOPs, read
+  between its points linearly in log-FLOPs;
+* the distance in dB of a method's point to that frontier, and to the best random-search point;
+* random search's equal-compute K;
+* entry files: one JSON per entry, skipped on a rerun unless forced.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+Point = tuple[float, float]  # (FLOPs/pixel, PSNR dB)
+
+
+def frontier(points: Sequence[Point]) -> list[Point]:
+    """The upper-left hull: the points no other point beats with fewer or equal FLOPs, by FLOPs."""
+    best: list[Point] = []
+    for flops, psnr in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not best or psnr > best[-1][1]:
+            best.append((flops, psnr))
+    return best
+
+
+def frontier_psnr(line: Sequence[Point], flops: float) -> float | None:
+    """The frontier's PSNR at ``flops``, linear in log-FLOPs between its points; ``None`` outside its range
+    (no extrapolation: a point beyond the static networks cannot be compared honestly)."""
+    if not line or not line[0][0] <= flops <= line[-1][0]:
+        return None
+    for (f0, p0), (f1, p1) in zip(line, line[1:]):
+        if f0 <= flops <= f1:
+            t = (math.log(flops) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            return p0 + t * (p1 - p0)
+    return line[0][1]  # a single point, hit exactly
+
+
+def gap_to_frontier(line: Sequence[Point], point: Point) -> float | None:
+    """``point``'s PSNR minus the frontier's at its FLOPs (dB; positive: the point beats hand design)."""
+    reference = frontier_psnr(line, point[0])
+    return None if reference is None else point[1] - reference
+
+
+def equal_compute_k(method_search_flops: float, screen_flops: float) -> int:
+    """How many architectures random search can screen with the compute the method spent searching
+    (each screened with ``screen_flops``); at least 1."""
+    if screen_flops <= 0:
+        raise ValueError(f"screen_flops: expected > 0, got {screen_flops}")
+    return max(1, int(method_search_flops // screen_flops))
+
+
+class EntryStore:
+    """Entry results as ``<folder>/<key>.json``; a finished entry is not run again unless forced."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save(self, key: str, result: dict[str, Any]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    def run(self, key: str, make: Callable[[], dict[str, Any]], force: bool = False) -> dict[str, Any]:
+        """The stored result of ``key``, or ``make()``'s, saved as soon as it is made."""
+        stored = None if force else self.load(key)
+        if stored is not None:
+            return stored
+        result = make()
+        self.save(key, result)
+        return result
+
+    def all(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json"))]

@@ -1,0 +1,33 @@
+"""Compute spent, counted as it runs: the FLOPs of every convolution and matrix product, forward and backward.
+
+Comparing methods fairly means giving each the same training compute, search included. Counting
+the ops that actually run, rather than estimating them per strategy, covers every stage alike: a
+sandwich step counts each sub-network it runs, a DARTS step its mixed ops as computed (collapsed
+or not), a gate's labels the candidates' forward passes, an N:M layer its dense convolution (which
+is what runs). A backward pass costs about twice its forward (input and weight gradients; the
+first layer has no input gradient), so a training step costs about 3 × its forward FLOPs.
+FLOPs are counted as ``torch.utils.flop_counter`` counts them (2 per multiply-add); elementwise
+ops are free, as in :mod:`nasden.cost`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+
+class ComputeCounter(TorchDispatchMode):
+    """``with ComputeCounter() as counter: ...`` counts every counted op's FLOPs into ``counter.flops``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.flops += int(count(*args, **kwargs, out_val=out))
+        return out

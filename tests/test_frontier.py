@@ -1,0 +1,85 @@
+"""The frontier benchmark's parts at toy size: compute counting, equal-compute K, frontier arithmetic, entry files."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from nasden.compute import ComputeCounter
+from nasden.registry import SPACES
+from nasden.supernet import Supernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from frontier_math import EntryStore, equal_compute_k, frontier, frontier_psnr, gap_to_frontier  # noqa: E402
+
+
+def conv_flops(cin: int, cout: int, pixels: int) -> int:
+    return 2 * 9 * cin * cout * pixels
+
+
+def test_a_two_layer_training_step_counts_forward_and_both_gradients() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+    x = torch.rand(2, 1, 8, 8)
+    with ComputeCounter() as counter:
+        net(x).square().mean().backward()
+    first, second = conv_flops(1, 4, 128), conv_flops(4, 1, 128)
+    # forward of both; weight gradients of both; the input gradient of the second only (x needs none)
+    assert counter.flops == 2 * first + 3 * second
+
+
+def test_one_sandwich_step_counts_every_sub_network_it_runs() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16, group=8, min_ratio=0.5, attention=False)
+    supernet = Supernet(space)
+    x = torch.rand(2, 1, 8, 8)
+    with ComputeCounter() as counter:
+        loss = sum(supernet(x, arch).square().mean() for arch in (space.largest(), space.smallest()))
+        loss.backward()
+    pixels = 128
+    by_hand = 0
+    for width in (16, 8):  # conv1 1→w, conv2 w→w, tail w→1: forward + weight gradient each, input gradient not conv1
+        layers = [conv_flops(1, width, pixels), conv_flops(width, width, pixels), conv_flops(width, 1, pixels)]
+        by_hand += 2 * sum(layers) + sum(layers[1:])
+    assert counter.flops == by_hand
+
+
+def test_equal_compute_k() -> None:
+    assert equal_compute_k(4e12, 1e12) == 4
+    assert equal_compute_k(3.9e12, 1e12) == 3
+    assert equal_compute_k(1e11, 1e12) == 1  # never fewer than one architecture
+    with pytest.raises(ValueError):
+        equal_compute_k(1e12, 0)
+
+
+def test_frontier_keeps_the_points_nothing_cheaper_beats() -> None:
+    points = [(100.0, 27.0), (200.0, 26.8), (400.0, 28.0), (50.0, 26.0), (400.0, 27.5)]
+    assert frontier(points) == [(50.0, 26.0), (100.0, 27.0), (400.0, 28.0)]
+
+
+def test_frontier_interpolation_and_gap_by_hand() -> None:
+    line = [(100.0, 27.0), (400.0, 28.0)]
+    assert frontier_psnr(line, 200.0) == pytest.approx(27.5)  # halfway in log-FLOPs
+    assert frontier_psnr(line, 100.0 * 4 ** 0.25) == pytest.approx(27.25)
+    assert gap_to_frontier(line, (200.0, 27.7)) == pytest.approx(0.2)
+    assert gap_to_frontier(line, (200.0, 27.3)) == pytest.approx(-0.2)
+    assert frontier_psnr(line, 99.0) is None and gap_to_frontier(line, (500.0, 30.0)) is None  # no extrapolation
+    assert math.isclose(frontier_psnr([(100.0, 27.0)], 100.0), 27.0)
+
+
+def test_entry_files_round_trip_and_are_skipped_on_a_rerun(tmp_path) -> None:
+    store = EntryStore(tmp_path / "entries")
+    calls = []
+
+    def make() -> dict:
+        calls.append(1)
+        return {"entry": "static", "psnr": {"bsd68_s25": 28.1}, "flops_per_pixel": 1.5e5}
+
+    first = store.run("sigma25-b1-static", make)
+    assert store.load("sigma25-b1-static") == first and len(calls) == 1
+    assert store.run("sigma25-b1-static", make) == first and len(calls) == 1  # stored: not run again
+    store.run("sigma25-b1-static", make, force=True)
+    assert len(calls) == 2 and store.all() == [first]
+    assert not list((tmp_path / "entries").glob("*.tmp"))

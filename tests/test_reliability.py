@@ -1,0 +1,164 @@
+"""Hostile and careless use: no data loss, no hang, no silent wrong output, one line per bad input."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from nasden.atomic import TEMP_PREFIX
+from nasden.cli import main
+from nasden.errors import RunError
+from nasden.recipe import load_recipe, parse_recipe
+from nasden.run import RunLock, create_run, execute, load_torch
+from nasden.strategy import StageFailed
+
+TINY = {
+    "name": "tiny", "seed": 5, "device": "cpu",
+    "data": {"patch": 16, "batch": 4, "val_images": 2, "val_crop": 48, "noise": {"sigma": 25}},
+    "space": {"name": "dncnn", "depth": 3, "channels": 8},
+    "stages": [{"strategy": "train", "steps": 20, "checkpoint_every": 10, "val_every": 20}],
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reliability") / "run"
+    execute(create_run(parse_recipe(TINY), folder), quiet=True)
+    return folder
+
+
+def noisy_image(path, seed=0, size=(40, 50)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, size, dtype=np.uint8)).save(path)
+
+
+def one_line_error(capsys, code: int, expected: str) -> None:
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+
+
+def test_a_folder_denoised_into_itself_loses_nothing(run, tmp_path, capsys) -> None:
+    coll = tmp_path / "coll"
+    noisy_image(coll / "a.png")
+    Image.open(coll / "a.png").save(coll / "a.jpg")
+    before = {p.name: p.read_bytes() for p in coll.iterdir()}
+    one_line_error(capsys, main(["denoise", str(run), str(coll), str(coll)]), "would overwrite the input")
+    assert {p.name: p.read_bytes() for p in coll.iterdir()} == before
+    one_line_error(capsys, main(["denoise", str(run), str(coll), str(tmp_path / "out")]), "would both be written")
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_outputs_are_replaced_only_with_overwrite(run, tmp_path, capsys) -> None:
+    noisy_image(tmp_path / "in.png")
+    (tmp_path / "out.png").write_bytes(b"keep me")
+    one_line_error(capsys, main(["denoise", str(run), str(tmp_path / "in.png"), str(tmp_path / "out.png")]),
+                   "exists; pass --overwrite")
+    assert (tmp_path / "out.png").read_bytes() == b"keep me"
+    assert main(["denoise", str(run), str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--overwrite"]) == 0
+    assert "(replaced)" in capsys.readouterr().out
+    assert Image.open(tmp_path / "out.png").size == (50, 40)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--overlap", "-8"], "expected sizes ≥ 0"), (["--tile", "-64"], "expected sizes ≥ 0"),
+    (["--tile", "8"], "at least 65 pixels"), (["--tile", "40", "--overlap", "24"], "more than twice"),
+    (["--cost-bias", "nan"], "expected a finite number"), (["--cost-bias", "inf"], "expected a finite number"),
+])
+def test_denoise_flags_that_would_give_wrong_output_are_refused(run, tmp_path, capsys, flags, expected) -> None:
+    noisy_image(tmp_path / "in.png")
+    one_line_error(capsys, main(["denoise", str(run), str(tmp_path / "in.png"), str(tmp_path / "o.png"), *flags]),
+                   expected)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_folder_where_every_image_is_skipped_fails(run, tmp_path, capsys) -> None:
+    (tmp_path / "bad").mkdir()
+    for name in ("x.png", "y.jpg"):
+        (tmp_path / "bad" / name).write_bytes(b"not an image")
+    one_line_error(capsys, main(["denoise", str(run), str(tmp_path / "bad"), str(tmp_path / "out")]),
+                   "every image was skipped")
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--sigma", "nan"], "expected a noise level"), (["--sigma", "-1"], "expected a noise level"),
+    (["--crop", "0"], "SSIM window"),
+])
+def test_eval_flags_are_checked(run, capsys, flags, expected) -> None:
+    one_line_error(capsys, main(["eval", str(run), "--data", "builtin", *flags]), expected)
+
+
+def test_eval_of_images_smaller_than_the_ssim_window(run, tmp_path, capsys) -> None:
+    noisy_image(tmp_path / "tiny" / "a.png", size=(8, 9))
+    one_line_error(capsys, main(["eval", str(run), "--data", str(tmp_path / "tiny")]), "smaller than the 11-pixel")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04truncated", b"\x80\x04\x95garbage"])
+def test_truncated_or_hostile_checkpoints_get_one_line(run, tmp_path, capsys, content) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "recipe.yaml").write_text((run / "recipe.yaml").read_text())
+    (copy / "final.pt").write_bytes(content)
+    code = main(["eval", str(copy), "--data", "builtin"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a checkpoint nasden can read safely" in err and "weights_only" not in err, err
+    with pytest.raises(RunError):
+        load_torch(copy / "final.pt")
+
+
+def test_search_out_must_be_new_or_empty(tmp_path, capsys) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    (tmp_path / "file").write_text("x")
+    one_line_error(capsys, main(["search", str(recipe), "--out", str(tmp_path / "file")]), "is a file")
+    (tmp_path / "left" / "stages").mkdir(parents=True)
+    one_line_error(capsys, main(["search", str(recipe), "--out", str(tmp_path / "left")]), "not empty")
+
+
+def test_a_diverged_network_is_not_kept_as_final(tmp_path) -> None:
+    data = {**TINY, "space": {"name": "dncnn", "depth": 3, "channels": 8, "bn": False},
+            "stages": [{"strategy": "train", "steps": 20, "lr": 5.0, "lr_min": 5.0, "val_every": 20}]}
+    run_dir = create_run(parse_recipe(data), tmp_path / "run")
+    with pytest.raises(StageFailed, match="worse than their noisy input"):
+        execute(run_dir, quiet=True)
+    assert not (run_dir / "final.pt").exists()
+
+
+def test_resume_takes_recovery_overrides_and_records_them(tmp_path, capsys) -> None:
+    run_dir = create_run(parse_recipe(TINY), tmp_path / "run")
+    one_line_error(capsys, main(["resume", str(run_dir), "-o", "space.channels=4"]), "only stages.N.lr")
+    assert main(["resume", str(run_dir), "--quiet", "-o", "stages.0.lr=5e-4", "-o", "stages.0.steps=12"]) == 0
+    assert "-o stages.0.lr=5e-4" in (run_dir / "recipe.yaml").read_text()
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    assert recipe.stages[0].options.lr == 5e-4 and recipe.stages[0].options.steps == 12
+
+
+def test_one_process_at_a_time_and_orphans_are_cleaned(tmp_path) -> None:
+    run_dir = create_run(parse_recipe(TINY), tmp_path / "run")
+    (run_dir / "run.lock").write_text("1")  # PID 1 is alive: another process holds the run
+    with pytest.raises(RunError, match="in use by process 1"):
+        execute(run_dir, quiet=True)
+    (run_dir / "run.lock").write_text(str(2 ** 22 + 7))  # a dead owner's lock is taken over
+    orphan = run_dir / "stages" / f"{TEMP_PREFIX}checkpoint.pt.abc123"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"half")
+    execute(run_dir, quiet=True)
+    assert not orphan.exists() and not (run_dir / "run.lock").exists()
+    with RunLock(run_dir), pytest.raises(RunError, match=f"in use by process {os.getpid()}"):
+        with RunLock(run_dir):
+            pass
+
+
+def test_unexpected_errors_give_one_line_and_a_log(run, tmp_path, capsys, monkeypatch) -> None:
+    import nasden.evaluation
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("something deep went wrong")
+
+    monkeypatch.setattr(nasden.evaluation, "evaluate_network", broken)
+    code = main(["eval", str(run), "--data", "builtin"])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error: ZeroDivisionError" in err and "Traceback" not in err
+    assert "ZeroDivisionError" in (run / "error.log").read_text()
