@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from nasden.cost import cost
 from nasden.shapes import chosen_input, chosen_op, chosen_width, live_nodes
 from nasden.space import Architecture, SearchSpace
 
@@ -54,23 +55,57 @@ class ArchParameters(nn.Module):
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""
         return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
-    def derive(self, threshold: float, group: int = 8) -> tuple[Architecture, dict[str, list[int]]]:
-        """The discrete architecture, and the channels each width label keeps (largest scales first)."""
+    def derive(self, threshold: float, group: int = 8,
+               flops_target: float | None = None) -> tuple[Architecture, dict[str, list[int]]]:
+        """The discrete architecture, and the channels each width label keeps (largest scales first).
+
+        Widths keep the channels whose |scale| exceeds ``threshold``; with ``flops_target`` (FLOPs per
+        pixel) the threshold is instead the one, common to every width label, whose architecture is the
+        widest that costs at most the target (the smallest widths if none does)."""
         choices = self.space.choices()
-        arch: Architecture = {}
-        kept: dict[str, list[int]] = {}
-        for label, alpha in self.alphas.items():
-            arch[label] = choices[label].values[int(alpha.detach().argmax())]
-        for label, scales in self.scales.items():
-            values = sorted(choices[label].values)
-            magnitude = scales.detach().abs().cpu()
-            k = group * math.ceil(int((magnitude > threshold).sum()) / group)
-            width = next((v for v in values if v >= k), values[-1])
-            arch[label] = width
-            kept[label] = sorted(torch.argsort(magnitude, descending=True)[:width].tolist())
+        arch: Architecture = {label: choices[label].values[int(alpha.detach().argmax())]
+                              for label, alpha in self.alphas.items()}
         arch.update(self.fixed)
+        magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
+        if flops_target is not None:
+            threshold = self._threshold_for(arch, magnitudes, group, flops_target)
+        kept: dict[str, list[int]] = {}
+        arch.update(self._widths(magnitudes, threshold, group))
+        for label, magnitude in magnitudes.items():
+            kept[label] = sorted(torch.argsort(magnitude, descending=True)[:arch[label]].tolist())
         self.space.check(arch)
         return arch, kept
+
+    def _widths(self, magnitudes: dict[str, Tensor], threshold: float, group: int) -> dict[str, int]:
+        """Per width label: the channels above ``threshold``, rounded up to a multiple of ``group`` and to an
+        allowed width."""
+        choices = self.space.choices()
+        widths = {}
+        for label, magnitude in magnitudes.items():
+            values = sorted(choices[label].values)
+            k = group * math.ceil(int((magnitude > threshold).sum()) / group)
+            widths[label] = next((v for v in values if v >= k), values[-1])
+        return widths
+
+    def _threshold_for(self, arch: Architecture, magnitudes: dict[str, Tensor], group: int,
+                       flops_target: float) -> float:
+        """The smallest of the candidate thresholds (every channel's |scale|, and above all of them) whose
+        widths cost at most ``flops_target``; bisection, since fewer channels never cost more."""
+        candidates = sorted({float(v) for m in magnitudes.values() for v in m.tolist()})
+        candidates.append(math.inf)
+
+        def fits(threshold: float) -> bool:
+            return cost(self.space, {**arch, **self._widths(magnitudes, threshold, group)}).flops_per_pixel \
+                <= flops_target
+
+        low, high = 0, len(candidates) - 1  # candidates[high] (inf: smallest widths) is taken if nothing fits
+        while low < high:
+            middle = (low + high) // 2
+            if fits(candidates[middle]):
+                high = middle
+            else:
+                low = middle + 1
+        return candidates[low]
 
 
 def describe(space: SearchSpace, arch: Architecture) -> str:

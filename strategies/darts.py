@@ -47,7 +47,9 @@ class DartsConfig:
     """``lr``/``lr_min``: weights (Adam, cosine); ``arch_lr``/``arch_lr_min``: architecture parameters
     (Adam with betas (0.5, 0.999) as in DARTS, cosine). ``warmup``: steps that update weights only.
     ``threshold``/``group``: width derivation (channels with |scale| > threshold, rounded up to a
-    multiple of group). ``val_size``: side of the centre crops the supernet is validated on."""
+    multiple of group); ``flops_target`` (FLOPs/pixel) replaces the threshold by the one that makes the
+    derived network the widest within the target, so it lands where static networks can be compared.
+    ``val_size``: side of the centre crops the supernet is validated on."""
 
     steps: int = 2000
     warmup: int = 500
@@ -58,6 +60,7 @@ class DartsConfig:
     order: Literal["first", "second"] = "first"
     width_penalty: float = 0.05
     threshold: float = 0.5
+    flops_target: float | None = None
     group: int = 8
     batch: int | None = None
     log_every: int = 50
@@ -73,6 +76,8 @@ class DartsConfig:
         require_learning_rate(self.arch_lr, self.arch_lr_min, "arch_lr")
         if not 0 <= self.width_penalty <= 100 or not 0 <= self.threshold <= 100:
             raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
+        if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
+            raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
         if not 8 <= self.val_size <= 4096:
@@ -230,13 +235,13 @@ class Darts(Strategy):
         log_choice_probabilities(writer, arch.probabilities(), step)
         for label, scales in arch.scales.items():
             writer.add_histogram(f"arch/{label}", scales.detach().cpu(), step)
-        derived, _ = arch.derive(self.config.threshold, self.config.group)
+        derived, _ = arch.derive(self.config.threshold, self.config.group, self.config.flops_target)
         writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
 
     def _finish(self, ctx: StageContext, arch: ArchParameters, record: Record) -> dict[str, Any]:
         run, cfg = ctx.run, self.config
-        derived, kept = arch.derive(cfg.threshold, cfg.group)
+        derived, kept = arch.derive(cfg.threshold, cfg.group, cfg.flops_target)
         c = cost(run.space, derived)
         probabilities = arch.probabilities()
         decided = {label: max(p.values()) for label, p in probabilities.items()}

@@ -171,6 +171,24 @@ def test_derivation_rules() -> None:
     space.check(arch)
 
 
+@pytest.mark.parametrize("target", [30e3, 60e3, 90e3])
+def test_derivation_to_a_flops_target_lands_within_one_width_group(target: float) -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for scales in params.scales.values():
+            scales.copy_(torch.rand(scales.shape, generator=generator))
+    arch, _ = params.derive(threshold=0.5, group=8, flops_target=target)
+    flops = cost(space, arch).flops_per_pixel
+    widths = [label for label in space.choices() if label.startswith("width:")]
+    one_group = max(cost(space, {**arch, label: arch[label] + 8}).flops_per_pixel - flops
+                    for label in widths if arch[label] < 32)
+    assert target - one_group < flops <= target  # within one width group below the target
+    smallest, _ = params.derive(threshold=0.5, group=8, flops_target=1.0)  # out of reach: the smallest widths
+    assert all(smallest[label] == 8 for label in smallest if label.startswith("width:"))
+
+
 def test_nm_choices_stay_dense_in_the_relaxation() -> None:
     from nasden.search_spaces.toy import toy
 
