@@ -21,6 +21,7 @@ from nasden.data import DataConfig, DataError, resolve_folder
 from nasden.errors import NasdenError
 from nasden.registry import SPACES, STRATEGIES, UnknownNameError
 from nasden.space import SearchSpace, SpaceError
+from nasden.strategy import check_stage_order
 
 
 class RecipeError(NasdenError, ValueError):
@@ -286,7 +287,12 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         data=from_dict(DataConfig, raw.get("data"), f"{source}: data"),
         name=name, seed=seed, device=device, source=source,
     )
-    recipe.build_space()  # validates the space now, not half-way through a run
+    space = recipe.build_space()  # validates the space now, not half-way through a run
+    broken = check_stage_order([(s.strategy, STRATEGIES.get(s.strategy)) for s in recipe.stages],
+                               {choice.kind for choice in space.choices().values()})
+    if broken:
+        providers = _providers(broken)
+        raise RecipeError(f"{source}: {broken}{providers}")
     for key in ("train", "val"):
         folder = getattr(recipe.data, key)
         if folder != "builtin":
@@ -295,6 +301,15 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             except DataError as err:
                 raise RecipeError(f"{source}: data.{key}: {err}") from None
     return recipe
+
+
+def _providers(message: str) -> str:
+    """'(put X or Y before it)' for the slot a stage-order message names."""
+    for slot in ("candidates", "classifier", "arch", "final"):
+        if f"needs {slot} from" in message:
+            names = [n for n in STRATEGIES.names() if slot in STRATEGIES.get(n).provides]
+            return f" (put {' or '.join(names)} before it)" if names else ""
+    return ""
 
 
 def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:

@@ -30,6 +30,21 @@ class StageFailed(RuntimeError):
     """A stage that cannot go on (e.g. its loss became NaN); its last good checkpoint is kept."""
 
 
+def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: set[str]) -> str | None:
+    """The first broken contract of a recipe's stages (``(name, strategy class)`` in order) on a space with
+    ``choice_kinds``, as a message; None if every stage gets what it requires."""
+    have: set[str] = set()
+    for index, (name, strategy) in enumerate(stages):
+        if strategy.space_choices and not strategy.space_choices & choice_kinds:
+            return (f"stages.{index} ({name}) needs a space with {' or '.join(sorted(strategy.space_choices))} "
+                    f"choices; this space has {', '.join(sorted(choice_kinds)) or 'none'}")
+        missing = sorted(strategy.requires - have)
+        if missing:
+            return f"stages.{index} ({name}) needs {', '.join(missing)} from an earlier stage"
+        have |= strategy.provides
+    return None
+
+
 class Strategy(ABC):
     """One stage. Subclasses set ``Config`` and implement ``_run``, returning a JSON-ready summary."""
 
@@ -44,6 +59,12 @@ class Strategy(ABC):
     #: gradients before each optimiser step (:class:`nasden.optimisation.Optimisation` does); otherwise
     #: rank 0 runs the stage alone and the other processes receive its outcome
     data_parallel: ClassVar[bool] = False
+    #: what the stage needs an earlier stage to have left in the run (``candidates``, ``classifier``, ...)
+    requires: ClassVar[frozenset[str]] = frozenset()
+    #: what it leaves for the stages after it (``arch``, ``candidates``, ``classifier``, ``final``)
+    provides: ClassVar[frozenset[str]] = frozenset()
+    #: choice kinds of which the space must have at least one (``width``, ``op``, ``input``, ``nm``); empty: any space
+    space_choices: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any):
         self.config = config

@@ -114,6 +114,8 @@ class ClassifierPretrain(Strategy):
     """ClassPruning stage 1: train the difficulty classifier on pseudo labels (Eq. 2-3) with cross-entropy."""
 
     Config = ClassifierConfig
+    provides = frozenset({"classifier"})
+    space_choices = frozenset({"nm"})
     smoke_options = {"steps": 4, "checkpoint_every": 2, "channels": 8, "pool_batches": 2}
     smoke_space = SMOKE_SPACE
 
@@ -187,6 +189,9 @@ class JointConfig(BranchConfig):
 class _BranchStage(Strategy):
     """Shared loop of stages 2 and 3: every branch runs on every image; ends with the dynamic denoiser."""
 
+    requires = frozenset({"classifier"})
+    provides = frozenset({"final"})
+    space_choices = frozenset({"nm"})
     smoke_space = SMOKE_SPACE
     joint: bool = False
 

@@ -157,6 +157,8 @@ class Darts(Strategy):
     architecture for a following ``train`` stage."""
 
     Config = DartsConfig
+    provides = frozenset({"arch"})
+    space_choices = frozenset({"op", "input", "width"})
     data_parallel = True
     smoke_options = {"steps": 6, "warmup": 2, "log_every": 2, "val_every": 3, "checkpoint_every": 2, "val_size": 16}
 

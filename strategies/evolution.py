@@ -174,6 +174,8 @@ class Evolution(Strategy):
     """Multi-objective evolutionary search (Optuna; NSGA-II by default) of PSNR vs FLOPs with supernet weights."""
 
     Config = EvolutionConfig
+    provides = frozenset({"candidates"})
+    space_choices = frozenset({"op", "input", "width", "nm"})
     smoke_options = {"trials": 6, "val_images": 1, "val_size": 16, "calibration_batches": 1,
                      "sampler_options": {"population_size": 4}}
 

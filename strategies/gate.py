@@ -136,15 +136,14 @@ class Gate(Strategy):
     """Train a routing gate over candidates from the routing space; the result is a dynamic denoiser."""
 
     Config = GateConfig
+    requires = frozenset({"candidates"})
+    provides = frozenset({"final"})
     smoke_options = {"candidates": 2, "steps": 4, "checkpoint_every": 2, "calibration_batches": 1}
     smoke_space = {"name": "slimmable", "depth": 3, "channels": 16}
     smoke_stages_before = [{"strategy": "progressive_slimming", "group": 8, "val_images": 1, "val_size": 16}]
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        if not run.candidates:
-            raise RecipeError(f"stages.{ctx.index}: the gate needs candidate architectures from an earlier stage "
-                              f"(progressive_slimming or evolution)")
         chosen = spread_over_flops(run.candidates, cfg.candidates)
         flops = torch.tensor([c["flops_per_pixel"] for c in chosen], device=run.device)
         low, high = float(flops[0]), float(flops[-1])

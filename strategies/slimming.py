@@ -49,6 +49,8 @@ class ProgressiveSlimming(Strategy):
     """Greedy progressive slimming from the largest to the smallest width configuration (DDS-Net stage 2)."""
 
     Config = SlimmingConfig
+    provides = frozenset({"candidates"})
+    space_choices = frozenset({"width"})
     smoke_options = {"group": 4, "val_images": 1, "val_size": 16, "calibration_batches": 1}
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:

@@ -126,3 +126,18 @@ def test_alias_bombs_and_deep_nesting_get_one_line_fast(tmp_path, where) -> None
     path.write_text("name: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(RecipeError, match="nested"):
         load_recipe(path)
+
+
+@pytest.mark.parametrize(("space", "stages", "expected"), [
+    ({"name": "slimmable", "depth": 3, "channels": 16}, [{"strategy": "gate"}, {"strategy": "progressive_slimming"}],
+     r"stages.0 \(gate\) needs candidates from an earlier stage \(put evolution or progressive_slimming before it\)"),
+    ({"name": "nm_branches", "depth": 3, "channels": 8}, [{"strategy": "branch_train"}],
+     r"stages.0 \(branch_train\) needs classifier from an earlier stage \(put classifier_pretrain before it\)"),
+    ({"name": "dncnn", "depth": 3, "channels": 8}, [{"strategy": "darts"}],
+     r"stages.0 \(darts\) needs a space with input or op or width choices; this space has none"),
+])
+def test_stage_order_is_checked_against_declared_contracts(tmp_path, capsys, space, stages, expected) -> None:
+    with pytest.raises(RecipeError, match=expected):
+        parse_recipe({**GOOD, "space": space, "stages": stages})
+    assert main(["validate", str(write(tmp_path, {**GOOD, "space": space, "stages": stages}))]) == 2
+    assert "Traceback" not in capsys.readouterr().err
