@@ -106,17 +106,20 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _first_line(obj: object) -> str:
-    return obj.__doc__.strip().splitlines()[0] if obj.__doc__ else ""
+def _first_sentence(obj: object) -> str:
+    """The docstring's first sentence, its wrapped lines joined (``nasden ls`` prints it on one line)."""
+    paragraph = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split())
+    end = re.search(r"\.\s+(?=[A-Z])", paragraph)  # "Eq. 2-3" is no sentence end
+    return paragraph if end is None else paragraph[: end.start() + 1]
 
 
 def _ls(args: argparse.Namespace) -> int:
     print("search spaces:")
     for name in SPACES.names():
-        print(f"  {name:<22} {_first_line(SPACES.get(name))}")
+        print(f"  {name:<22} {_first_sentence(SPACES.get(name))}")
     print("strategies:")
     for name in STRATEGIES.names():
-        print(f"  {name:<22} {_first_line(STRATEGIES.get(name))}")
+        print(f"  {name:<22} {_first_sentence(STRATEGIES.get(name))}")
     return 0
 
 

@@ -38,6 +38,17 @@ def log_choice_probabilities(writer: SummaryWriter, probabilities: dict[str, dic
             writer.add_scalar(f"arch/{label}/{candidate}", p, step)
 
 
+def add_choice_layout(writer: SummaryWriter, probabilities: dict[str, dict[str, float]]) -> None:
+    """TensorBoard's Custom Scalars layout: one chart per label with all its candidates' probabilities
+    together (under "architecture", grouped by kind: op, input), instead of one chart per candidate."""
+    categories: dict[str, dict[str, list]] = {}
+    for label, values in probabilities.items():
+        kind = label.split(":", 1)[0]
+        categories.setdefault(f"architecture: {kind}", {})[label] = [
+            "Multiline", [f"arch/{label}/{candidate}" for candidate in values]]
+    writer.add_custom_scalars(categories)
+
+
 def progress(total: int, initial: int = 0, desc: str = "", quiet: bool = False, **kwargs: Any) -> tqdm:
     """A tqdm bar, silent with ``quiet`` or when stderr is not a terminal."""
     disable = quiet or not sys.stderr.isatty()

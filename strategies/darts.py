@@ -39,7 +39,7 @@ from nasden.run import StageContext, save_json
 from nasden.schedule import cosine_lr, set_lr
 from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
-from nasden.tb import log_choice_probabilities
+from nasden.tb import add_choice_layout, log_choice_probabilities
 
 
 @dataclass
@@ -173,6 +173,7 @@ class Darts(Strategy):
                             companions={"arch_optimizer": arch_optimizer, "record": record})
         weight_half, arch_half = run.data.sampler.halves()
         val_noisy, val_clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size))
+        add_choice_layout(run.writer, arch.probabilities())
 
         # channels-last: oneDNN's and cuDNN's convolutions run a search step ~1.3x faster in it
         run.supernet.to(memory_format=torch.channels_last)

@@ -160,3 +160,23 @@ def test_choice_probabilities_are_logged_per_label_and_candidate(tmp_path) -> No
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["arch/op:c1/conv3x3", "arch/op:c1/conv5x5"]
     assert events.Scalars("arch/op:c1/conv3x3")[0].value == pytest.approx(0.7)
+
+
+def test_choice_layout_groups_each_label_in_one_chart(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nasden.tb import add_choice_layout, open_writer
+    writer = open_writer(tmp_path)
+    add_choice_layout(writer, {"op:c1": {"conv3x3": 0.7, "conv5x5": 0.3}, "input:c2": {"a": 0.5, "b": 0.5}})
+    writer.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    layout = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]  # a serialised Layout
+    assert b"arch/op:c1/conv3x3" in layout and b"arch/op:c1/conv5x5" in layout and b"architecture: input" in layout
+
+
+def test_ls_prints_whole_first_sentences(capsys) -> None:
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    assert "pseudo labels (Eq. 2-3) with cross-entropy." in out
+    assert all(line.rstrip().endswith((".", ")")) for line in out.splitlines() if line.startswith("  "))
