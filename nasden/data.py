@@ -65,6 +65,8 @@ def resolve_folder(name: str | Path) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    if path.exists():
+        raise DataError(f"data folder {str(name)!r} is a file, not a folder of images")
     root = os.environ.get(DATA_ENV)
     if root and (Path(root) / str(name)).is_dir():
         return Path(root) / str(name)
