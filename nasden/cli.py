@@ -164,8 +164,9 @@ def _check_sigma(run_dir: Path, sigma: float | None) -> None:
                   f"input; expect worse results", stacklevel=2)
 
 
-def _check_tiles(tile: int, overlap: int, multiple: int) -> None:
-    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets), or refuse."""
+def _check_tiles(tile: int, overlap: int, multiple: int, radius: Callable[[], int]) -> None:
+    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets) and larger
+    than its receptive field (``radius()``, measured only when tiles are asked for), or refuse."""
     if tile < 0 or overlap < 0:
         raise RecipeError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
     if tile == 0:
@@ -176,11 +177,15 @@ def _check_tiles(tile: int, overlap: int, multiple: int) -> None:
                           f"(≥ {MIN_TILE} and more than twice --overlap {overlap})")
     if tile % multiple or overlap % multiple:
         raise RecipeError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
+    field = 2 * radius() + 1
+    if tile < field:
+        raise RecipeError(f"--tile {tile}: smaller than the network's receptive field ({field} pixels); use "
+                          f"--tile {-(-field // multiple) * multiple} or more, or 0 for the whole image")
 
 
 def _denoise(args: argparse.Namespace) -> int:
     from nasden.dynamic import DynamicDenoiser
-    from nasden.inference import denoise, route_map
+    from nasden.inference import denoise, receptive_radius, route_map
     from nasden.run import load_final
     run_dir = Path(args.run_dir)
     space, _, model = load_final(run_dir)
@@ -190,7 +195,8 @@ def _denoise(args: argparse.Namespace) -> int:
         raise RecipeError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
     if (args.route_map or args.cost_bias is not None) and not dynamic:
         raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
-    _check_tiles(args.tile, args.overlap, space.resolution_multiple)
+    _check_tiles(args.tile, args.overlap, space.resolution_multiple,
+                 lambda: receptive_radius(model, space.in_channels, space.resolution_multiple))
     if args.cost_bias is not None:
         model.cost_bias = args.cost_bias
     jobs = plan_outputs(Path(args.input), Path(args.output), Path(args.route_map) if args.route_map else None,

@@ -10,6 +10,7 @@ computed as one box (their shared overlap once), and equal boxes of one network 
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -144,6 +145,30 @@ def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:
                         [(0, 0, padded.shape[-2], padded.shape[-1])])
     return Denoised(model(padded)[0, :, :h, :w].cpu())
 
+
+
+@torch.no_grad()
+def receptive_radius(model: nn.Module, channels: int, multiple: int = 1, probe: int = 97) -> int:
+    """How far (pixels) an input pixel reaches in the output (at most ``probe // 2``). Measured on a copy whose
+    weights are all positive (1 / fan-in; biases 0, BatchNorm the identity), in float64, so every path from
+    the input to the output carries the impulse and none cancels: the pixels an impulse changes are exactly
+    the receptive field. A dynamic denoiser's dearest candidate is probed."""
+    network = copy.deepcopy(model.candidates[-1] if isinstance(model, DynamicDenoiser) else model).double().cpu()
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            module.reset_parameters()
+        elif getattr(module, "weight", None) is not None and module.weight.dim() > 1:
+            module.weight.fill_(1.0 / module.weight[0].numel())
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+    side = -(-probe // multiple) * multiple
+    base = torch.zeros(1, channels, side, side, dtype=torch.float64)
+    impulse = base.clone()
+    impulse[..., side // 2, side // 2] = 1.0
+    rows, cols = torch.nonzero((network(impulse) - network(base)).abs().amax((0, 1)) > 0, as_tuple=True)
+    if rows.numel() == 0:
+        return 0
+    return int(max((rows - side // 2).abs().max(), (cols - side // 2).abs().max()))
 
 
 def route_map(result: Denoised, candidates: int) -> Tensor:

@@ -5,7 +5,7 @@ import torch
 
 from nasden.dynamic import DynamicDenoiser
 from nasden.extract import extract
-from nasden.inference import denoise, merge_rows, route_map, tile_layout
+from nasden.inference import denoise, merge_rows, receptive_radius, route_map, tile_layout
 from nasden.registry import SPACES
 from nasden.supernet import Supernet
 
@@ -111,3 +111,18 @@ def test_cost_bias_moves_the_choices_towards_cheap_or_dear_candidates() -> None:
         model.cost_bias = bias
         choices[bias] = denoise(model, noisy, tile=64, overlap=0, route="tile").choices
     assert choices == {0.0: [0, 1], 5.0: [0, 0], -5.0: [1, 1]}
+
+
+@pytest.mark.parametrize("depth", [3, 8, 17])
+def test_receptive_radius_of_a_dncnn_is_its_depth(depth: int) -> None:
+    space = SPACES.get("dncnn")(depth=depth, channels=8, bn=True)
+    assert receptive_radius(extract(Supernet(space), space.largest()).eval(), 1) == depth  # one pixel per 3×3 conv
+
+
+def test_tiles_smaller_than_the_receptive_field_are_refused() -> None:
+    from nasden.cli import _check_tiles
+    from nasden.recipe import RecipeError
+    _check_tiles(64, 16, 4, lambda: 31)  # a 63-pixel field fits a 64-pixel tile
+    with pytest.raises(RecipeError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 68"):
+        _check_tiles(64, 16, 4, lambda: 32)
+    _check_tiles(0, 16, 4, lambda: 1000)  # whole image: no tiles, nothing to measure
