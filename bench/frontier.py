@@ -333,8 +333,9 @@ def report() -> None:
     _plot(results)
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
             f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
-            f"network at or below each FLOPs, read linearly in log-FLOPs; '–' where a point lies outside the "
-            f"static networks' range. FLOPs are per pixel, 2 per multiply-add.\n\n{markdown_table(rows)}\n"
+            f"network at or below each FLOPs, read linearly in log-FLOPs and flat beyond the last (a cheaper static "
+            f"network reaches it); '–' where a point is cheaper than every static network. FLOPs are per pixel, "
+            f"2 per multiply-add. 'train s' is wall time on the machine named above.\n\n{markdown_table(rows)}\n"
             f"![frontier](frontier.png)\n")
     print(write_report("frontier", {"rows": rows, "frontiers": figures}, "Frontier benchmark: does the search pay?",
                        body))

@@ -1,7 +1,7 @@
 """The frontier benchmark's arithmetic and bookkeeping, kept apart so tests can check it by hand.
 
 * the static frontier: the best PSNR any static baseline reaches at or below each FLOPs, read
-  between its points linearly in log-FLOPs;
+  between its points linearly in log-FLOPs (flat beyond the last: a cheaper network reaches it);
 * the distance in dB of a method's point to that frontier, and to the best random-search point;
 * random search's equal-compute K;
 * entry files: one JSON per entry, skipped on a rerun unless forced.
@@ -26,15 +26,18 @@ def frontier(points: Sequence[Point]) -> list[Point]:
 
 
 def frontier_psnr(line: Sequence[Point], flops: float) -> float | None:
-    """The frontier's PSNR at ``flops``, linear in log-FLOPs between its points; ``None`` outside its range
-    (no extrapolation: a point beyond the static networks cannot be compared honestly)."""
-    if not line or not line[0][0] <= flops <= line[-1][0]:
+    """The best static PSNR at ``flops``: linear in log-FLOPs between the frontier's points and, beyond its
+    last point, that point's PSNR (a cheaper static network reaches it); ``None`` below its first point
+    (no static network that cheap was measured: no honest comparison)."""
+    if not line or flops < line[0][0]:
         return None
+    if flops >= line[-1][0]:
+        return line[-1][1]
     for (f0, p0), (f1, p1) in zip(line, line[1:]):
         if f0 <= flops <= f1:
             t = (math.log(flops) - math.log(f0)) / (math.log(f1) - math.log(f0))
             return p0 + t * (p1 - p0)
-    return line[0][1]  # a single point, hit exactly
+    raise AssertionError("unreachable: the frontier is sorted by FLOPs")
 
 
 def gap_to_frontier(line: Sequence[Point], point: Point) -> float | None:

@@ -65,7 +65,8 @@ def test_frontier_interpolation_and_gap_by_hand() -> None:
     assert frontier_psnr(line, 100.0 * 4 ** 0.25) == pytest.approx(27.25)
     assert gap_to_frontier(line, (200.0, 27.7)) == pytest.approx(0.2)
     assert gap_to_frontier(line, (200.0, 27.3)) == pytest.approx(-0.2)
-    assert frontier_psnr(line, 99.0) is None and gap_to_frontier(line, (500.0, 30.0)) is None  # no extrapolation
+    assert frontier_psnr(line, 99.0) is None  # no static network that cheap: no comparison
+    assert gap_to_frontier(line, (800.0, 27.5)) == pytest.approx(-0.5)  # beyond: the 400-FLOPs network's 28.0
     assert math.isclose(frontier_psnr([(100.0, 27.0)], 100.0), 27.0)
 
 
