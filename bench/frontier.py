@@ -36,7 +36,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -329,7 +328,7 @@ def report() -> None:
                          "train TFLOPs": round(r["train_flops"] / 1e12, 1), "train s": r.get("train_seconds", "–"),
                          "vs static frontier (dB)": "–" if gap is None else round(gap, 3),
                          "vs random search (dB)": round(psnr - randoms[0], 3)
-                         if randoms and r["entry"].startswith("mod_nas") else "–"})
+                         if randoms and r["entry"] == "mod_nas" else "–"})
     _plot(results)
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
             f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
@@ -347,50 +346,36 @@ def _plot(results: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
     groups = sorted({(r["setting"], r["budget"]) for r in results if r["budget"]})
     fig, axes = plt.subplots(len(groups), 2, figsize=(12, 4.5 * len(groups)), squeeze=False)
-    markers = dict(zip(sorted({r["family"] for r in results}), "os^vDP*Xph<>"))
+    families = sorted({r["family"] for r in results})
+    styles = {family: (marker, matplotlib.colormaps["tab10"](i % 10))
+              for i, (family, marker) in enumerate(zip(families, "os^vDP*Xph<>"))}
     for row, (setting, budget) in zip(axes, groups):
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
         line = frontier([(r["flops_per_pixel"], headline(r, setting)) for r in group
                          if r["family"].startswith("static")])
-        row[0].plot(*zip(*line), "k-", lw=1, label="static frontier")
-        for family, marker in markers.items():
+        right = max(r["flops_per_pixel"] for r in group if r["flops_per_pixel"])
+        row[0].plot([f for f, _ in line] + [right], [p for _, p in line] + [line[-1][1]], "k-", lw=1,
+                    label="static frontier (flat beyond: a cheaper static network)")
+        for family, (marker, colour) in styles.items():
             members = [r for r in group if r["family"] == family]
             if not members:
                 continue
             psnr = [headline(r, setting) for r in members]
             if members[0]["flops_per_pixel"] is None:
-                row[0].axhline(psnr[0], ls="--", c="gray", label=family)
+                row[0].axhline(psnr[0], ls="--", c=colour, label=family)
             else:
-                row[0].plot([r["flops_per_pixel"] for r in members], psnr, marker, label=family, ls="")
+                row[0].plot([r["flops_per_pixel"] for r in members], psnr, marker, c=colour, label=family, ls="")
             timed = [(r["ms_per_megapixel"], p) for r, p in zip(members, psnr) if "ms_per_megapixel" in r]
             if timed:
-                row[1].plot(*zip(*timed), marker, label=family, ls="")
+                row[1].plot(*zip(*timed), marker, c=colour, label=family, ls="")
         row[0].set(xscale="log", xlabel="FLOPs per pixel", ylabel="BSD68 PSNR (dB)",
                    title=f"{setting}, budget {budget:g} × {BUDGET:.0e} FLOPs")
         row[1].set(xscale="log", xlabel="CPU ms per megapixel (2 cores)", ylabel="BSD68 PSNR (dB)")
         row[0].legend(fontsize=7)
+        row[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "frontier.png", dpi=110)
     plt.close(fig)
-
-
-def run_parallel(names: list[str], jobs: int) -> None:
-    """Each entry in its own process of this script, ``jobs`` at a time; random search after the rest
-    (it reads the MoD-NAS entry)."""
-    from concurrent.futures import ThreadPoolExecutor
-    flags = [a for a in sys.argv[2:] if a not in names]
-    flags = [a for i, a in enumerate(flags) if a != "--jobs" and (i == 0 or flags[i - 1] != "--jobs")]
-
-    def one(name: str) -> int:
-        return subprocess.run([sys.executable, __file__, "run", name, *flags]).returncode
-
-    first = [n for n in names if n != "random_search"]
-    with ThreadPoolExecutor(jobs) as pool:
-        codes = list(pool.map(one, first))
-    if "random_search" in names:
-        codes.append(one("random_search"))
-    if any(codes):
-        raise SystemExit(f"{sum(c != 0 for c in codes)} entries failed")
 
 
 def main() -> None:
@@ -403,7 +388,6 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="run entries again even if stored")
     p.add_argument("--bm3d-images", type=int, help="BM3D: the first N images of each set (default all)")
-    p.add_argument("--jobs", type=int, default=1, help="entries run at once, each in its own process (default 1)")
     sub.add_parser("list", help="the entries")
     sub.add_parser("latency", help="measure CPU ms per megapixel where missing (run alone on the machine)")
     sub.add_parser("report", help="aggregate the stored entries into bench/results/frontier.*")
@@ -423,8 +407,6 @@ def main() -> None:
         if not (DATA / "train400").is_dir():
             raise SystemExit(f"skipped: {DATA}/train400 not found (set NASDEN_BENCH_DATA)")
         names = list(ENTRIES) if args.entries == ["all"] else args.entries
-        if args.jobs > 1:
-            return run_parallel(names, args.jobs)
         for name in names:
             if name == "bm3d":
                 STORE.run(f"{args.setting}-b0-bm3d", lambda: bm3d_entry(args.setting, args.bm3d_images), args.force)
