@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasden.distributed import is_main
+from nasden.errors import WriteError
 
 TEMP_PREFIX = ".nasden-tmp-"  # names no file of nasden's or a user's starts with
 
@@ -28,18 +29,26 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[str], None], suffix: str = "") -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    A kill at any moment leaves either the old file or the new one, never half of one. Under torchrun
-    only rank 0 writes; on the other processes this does nothing.
+    A kill at any moment leaves either the old file or the new one, never half of one. A folder that
+    cannot be written (read-only, disk full, file-size limit) is a :class:`WriteError` naming ``path``,
+    never the temporary file. Under torchrun only rank 0 writes; on the other processes this does nothing.
     """
     if not is_main():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write ({err.strerror or err.__class__.__name__})") from None
+    except RuntimeError as err:
+        if "PytorchStreamWriter" not in str(err):  # torch.save's own word for a failed write
+            raise
+        raise WriteError(f"{path}: cannot write (the disk may be full)") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

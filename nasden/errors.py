@@ -8,3 +8,7 @@ class NasdenError(Exception):
 
 class RunError(NasdenError):
     """A run folder or checkpoint that cannot be used as asked (unreadable, locked, not a run)."""
+
+
+class WriteError(NasdenError):
+    """A file that cannot be written where it was asked for (read-only folder, disk full, size limit)."""

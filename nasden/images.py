@@ -85,8 +85,5 @@ def save_image(image: torch.Tensor, path: str | Path) -> Path:
     array = (image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
     array = array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    try:
-        atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
-    except OSError as err:  # read-only folder, disk full, file-size limit: name the target, not the temp file
-        raise ImageError(f"{path}: cannot write ({err.strerror or err})") from None
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
     return path

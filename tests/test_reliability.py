@@ -162,3 +162,25 @@ def test_unexpected_errors_give_one_line_and_a_log(run, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert code == 1 and "internal error: ZeroDivisionError" in err and "Traceback" not in err
     assert "ZeroDivisionError" in (run / "error.log").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_output_folder_gets_one_line(run, tmp_path, capsys) -> None:
+    noisy_image(tmp_path / "in.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    one_line_error(capsys, main(["denoise", str(run), str(tmp_path / "in.png"), str(locked / "o.png")]),
+                   "o.png: cannot write")
+
+
+def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path) -> None:
+    from nasden.atomic import atomic_write
+    from nasden.errors import WriteError
+
+    def disk_full(tmp: str) -> None:
+        raise OSError(28, "No space left on device", tmp)
+
+    with pytest.raises(WriteError, match=r"out\.png: cannot write \(No space left on device\)") as caught:
+        atomic_write(tmp_path / "out.png", disk_full)
+    assert TEMP_PREFIX not in str(caught.value) and not list(tmp_path.iterdir())
