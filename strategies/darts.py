@@ -30,7 +30,7 @@ from torch import Tensor
 
 from nasden import distributed
 from nasden.cost import cost
-from nasden.metrics import psnr
+from nasden.evaluation import psnr_per_image
 from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
 from nasden.registry import register_strategy
@@ -228,8 +228,9 @@ class Darts(Strategy):
 
     @torch.no_grad()
     def _validate(self, search: Search, noisy: Tensor, clean: Tensor) -> float:
+        """Mean per-image PSNR (the convention of every stage), not the PSNR of the pooled MSE."""
         search.eval()
-        value = psnr(search(noisy).clamp(0, 1), clean)
+        value = psnr_per_image(search(noisy), clean).mean().item()
         search.train()
         return value
 
