@@ -28,7 +28,6 @@ from nasden.registry import SPACES, STRATEGIES
 from nasden.strategy import StageFailed
 
 RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps)=")
-MIN_TILE = 32  # pixels: smaller tiles spend more on overlap than on the image
 SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
 
 
@@ -165,16 +164,15 @@ def _check_sigma(run_dir: Path, sigma: float | None) -> None:
 
 
 def _check_tiles(tile: int, overlap: int, multiple: int, radius: Callable[[], int]) -> None:
-    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets) and larger
+    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets) and no smaller
     than its receptive field (``radius()``, measured only when tiles are asked for), or refuse."""
     if tile < 0 or overlap < 0:
         raise RecipeError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
     if tile == 0:
         return
-    smallest = max(MIN_TILE, 2 * overlap + multiple)
-    if tile < smallest:
-        raise RecipeError(f"--tile {tile}: expected 0 (whole image) or at least {smallest} pixels "
-                          f"(≥ {MIN_TILE} and more than twice --overlap {overlap})")
+    if tile < max(2 * overlap, 1):
+        raise RecipeError(f"--tile {tile}: expected 0 (whole image) or at least {max(2 * overlap, 1)} pixels "
+                          f"(twice --overlap {overlap})")
     if tile % multiple or overlap % multiple:
         raise RecipeError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
     field = 2 * radius() + 1

@@ -64,7 +64,8 @@ def test_existing_outputs_are_replaced_only_with_overwrite(run, tmp_path, capsys
 
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--overlap", "-8"], "expected sizes ≥ 0"), (["--tile", "-64"], "expected sizes ≥ 0"),
-    (["--tile", "8"], "at least 65 pixels"), (["--tile", "40", "--overlap", "24"], "more than twice"),
+    (["--tile", "8"], "at least 64 pixels (twice --overlap 32)"),
+    (["--tile", "40", "--overlap", "24"], "at least 48 pixels"),
     (["--cost-bias", "nan"], "expected a finite number"), (["--cost-bias", "inf"], "expected a finite number"),
 ])
 def test_denoise_flags_that_would_give_wrong_output_are_refused(run, tmp_path, capsys, flags, expected) -> None:
