@@ -228,7 +228,8 @@ def evolution(entry: Entry) -> dict[str, Any]:
                "val_images": 3, "val_size": 96}]
     run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
     front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())
-    largest = cost(build_space(SLIMMABLE_SPACE), build_space(SLIMMABLE_SPACE).largest()).flops_per_pixel
+    space = build_space(SLIMMABLE_SPACE)
+    largest = cost(space, space.largest()).flops_per_pixel
     chosen = min(front, key=lambda e: abs(e["flops_per_pixel"] - largest / 2))
     run_dir, _ = entry.run(SLIMMABLE_SPACE, [{"strategy": "train", "arch": chosen["arch"], "lr": 1e-3,
                                               "loss": "mse"}], {0: 0.5})

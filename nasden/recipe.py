@@ -289,10 +289,10 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
     )
     space = recipe.build_space()  # validates the space now, not half-way through a run
     broken = check_stage_order([(s.strategy, STRATEGIES.get(s.strategy)) for s in recipe.stages],
-                               {choice.kind for choice in space.choices().values()})
+                               {choice.kind for choice in space.choices().values()},
+                               {name: STRATEGIES.get(name) for name in STRATEGIES.names()})
     if broken:
-        providers = _providers(broken)
-        raise RecipeError(f"{source}: {broken}{providers}")
+        raise RecipeError(f"{source}: {broken}")
     for key in ("train", "val"):
         folder = getattr(recipe.data, key)
         if folder != "builtin":
@@ -301,15 +301,6 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
             except DataError as err:
                 raise RecipeError(f"{source}: data.{key}: {err}") from None
     return recipe
-
-
-def _providers(message: str) -> str:
-    """'(put X or Y before it)' for the slot a stage-order message names."""
-    for slot in ("candidates", "classifier", "arch", "final"):
-        if f"needs {slot} from" in message:
-            names = [n for n in STRATEGIES.names() if slot in STRATEGIES.get(n).provides]
-            return f" (put {' or '.join(names)} before it)" if names else ""
-    return ""
 
 
 def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
@@ -330,7 +321,6 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or err.__class__.__name__
         raise RecipeError(f"{path}: malformed YAML{at}: {' '.join(str(problem).split())}") from None
-    check_size(raw, str(path))
     if isinstance(raw, dict):
         for assignment in overrides:
             apply_override(raw, assignment, str(path))

@@ -7,7 +7,7 @@ A strategy has a ``Config`` dataclass (its recipe options) and implements ``_run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 if TYPE_CHECKING:
     from nasden.run import StageContext
@@ -30,9 +30,11 @@ class StageFailed(RuntimeError):
     """A stage that cannot go on (e.g. its loss became NaN); its last good checkpoint is kept."""
 
 
-def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: set[str]) -> str | None:
+def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: set[str],
+                      registered: Mapping[str, type[Strategy]]) -> str | None:
     """The first broken contract of a recipe's stages (``(name, strategy class)`` in order) on a space with
-    ``choice_kinds``, as a message; None if every stage gets what it requires."""
+    ``choice_kinds``, as a message naming the ``registered`` strategies that would fix it; None if every
+    stage gets what it requires."""
     have: set[str] = set()
     for index, (name, strategy) in enumerate(stages):
         if strategy.space_choices and not strategy.space_choices & choice_kinds:
@@ -40,7 +42,9 @@ def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: se
                     f"choices; this space has {', '.join(sorted(choice_kinds)) or 'none'}")
         missing = sorted(strategy.requires - have)
         if missing:
-            return f"stages.{index} ({name}) needs {', '.join(missing)} from an earlier stage"
+            providers = sorted(n for n, s in registered.items() if s.provides & set(missing))
+            fix = f" (put {' or '.join(providers)} before it)" if providers else ""
+            return f"stages.{index} ({name}) needs {', '.join(missing)} from an earlier stage{fix}"
         have |= strategy.provides
     return None
 
