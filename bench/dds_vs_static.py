@@ -28,9 +28,10 @@ import torch
 
 from nasden.cost import cost, measure_latency
 from nasden.evaluation import markdown_table
+from nasden.final import load as load_final
 from nasden.recipe import parse_recipe
 from nasden.registry import SPACES
-from nasden.run import create_run, execute, load_final
+from nasden.run import create_run, execute
 from record import RESULTS, provenance
 
 LEVELS = (0.25, 0.5, 1.0)

@@ -46,13 +46,14 @@ import numpy as np
 import torch
 from frontier_math import EntryStore, equal_compute_k, frontier, gap_to_frontier
 
+from nasden import final
 from nasden.compute import ComputeCounter
 from nasden.cost import cost, measure_latency
 from nasden.data import evaluation_pairs, load_set
 from nasden.evaluation import evaluate_network, markdown_table
 from nasden.noise import NoiseConfig
 from nasden.recipe import build_space, parse_recipe
-from nasden.run import build_network, create_run, execute, load_final
+from nasden.run import create_run, execute
 from nasden.space import Architecture
 from record import RESULTS, provenance, write_report
 
@@ -143,7 +144,7 @@ def plain_arch(space_config: dict[str, Any]) -> Architecture:
 
 def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
     """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel and the final spec."""
-    space, spec, model = load_final(run_dir, device)
+    space, spec, model = final.load(run_dir, device)
     scores: dict[str, Any] = {}
     for name in SETS:
         images = load_set(str(DATA / name), 1, "val")
@@ -294,7 +295,7 @@ def entry_latency(result: dict[str, Any], side: int = 512) -> float:
     """CPU milliseconds per megapixel of the entry's network (random weights: time does not depend on them);
     a dynamic network's candidates weighted by how often BSD68 chose them, plus its gate."""
     space = build_space(result["space"])
-    model = build_network(space, result["spec"]).eval()
+    model = final.build(space, result["spec"]).eval()
     x = torch.rand(1, 1, side, side)
     per_mp = 1e6 / side ** 2
     if result["spec"]["kind"] == "static":

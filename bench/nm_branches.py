@@ -30,12 +30,12 @@ import torch
 
 from nasden.cost import cost, measure_latency
 from nasden.data import evaluation_pairs, load_set
-from nasden.dynamic import DynamicDenoiser
 from nasden.evaluation import evaluate_network, markdown_table
+from nasden.final import describe, is_dynamic
+from nasden.final import load as load_final
 from nasden.noise import NoiseConfig
 from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute, load_final
-from nasden.supernet import Supernet
+from nasden.run import create_run, execute
 from record import write_report
 
 SIGMAS = (15, 25, 50)
@@ -81,16 +81,15 @@ def evaluate(run_dir: Path, args: argparse.Namespace, test: Any) -> dict[str, An
         pairs = evaluation_pairs(test, NoiseConfig(sigma=sigma), seed=0, crop=args.crop)
         scores = evaluate_network(model, space, spec, pairs, f"bsd68-{sigma}")
         row[f"psnr_{sigma}"] = scores["psnr"]
-        if isinstance(model, DynamicDenoiser):
+        if is_dynamic(model):
             row[f"shares_{sigma}"] = scores["shares"]
             row[f"flops_{sigma}"] = scores["flops_per_pixel"]
     example = torch.rand(1, 1, 321, 481)
-    if isinstance(model, DynamicDenoiser):
+    if is_dynamic(model):
         flops = [row[f"flops_{s}"] for s in SIGMAS]
         row["flops_per_pixel"] = sum(flops) / len(flops)
-        # the shared weights, every branch's BatchNorm (variable BN) and the classifier
-        row["params"] = sum(p.numel() for p in Supernet(space).parameters()) \
-            + sum(p.numel() for p in model.gate.parameters())
+        # the shared weights, every branch's BatchNorm (variable BN) and the classifier, as final.pt stores them
+        row["params"] = describe(model, space, spec)["params"]
         row["branch_flops_per_pixel"] = model.flops
         row["gate_flops_per_pixel"] = model.gate_flops
         row["branch_latency_ms"] = [round(1000 * measure_latency(c, example, runs=5), 1) for c in model.candidates]

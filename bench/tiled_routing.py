@@ -17,13 +17,13 @@ import argparse
 from pathlib import Path
 
 from nasden.data import evaluation_pairs, load_set
-from nasden.dynamic import DynamicDenoiser
 from nasden.evaluation import markdown_table
+from nasden.final import is_dynamic
+from nasden.final import load as load_final
 from nasden.inference import denoise
 from nasden.metrics import psnr
 from nasden.noise import NoiseConfig
 from nasden.plots import psnr_flops_figure, save_png
-from nasden.run import load_final
 from record import RESULTS, write_report
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--name", default="tiled_routing", help="results file name (default tiled_routing)")
     args = parser.parse_args()
     space, spec, model = load_final(Path(args.run_dir))
-    if not isinstance(model, DynamicDenoiser):
+    if not is_dynamic(model):
         raise SystemExit(f"{args.run_dir}: the final network is not a dynamic denoiser")
     sigma = [0.0, 50.0] if args.sigma == "blind" else float(args.sigma)
     pairs = evaluation_pairs(load_set(args.data, space.in_channels, "val"), NoiseConfig(sigma=sigma), seed=0)

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from nasden.data import builtin_folder
+from nasden.final import load as load_final
 from nasden.images import load_image, save_image
 from nasden.inference import denoise
 from nasden.metrics import psnr
-from nasden.run import load_final
 
 here = Path(__file__).parent
 space, _, model = load_final(Path(sys.argv[1]))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
@@ -83,16 +82,16 @@ def _recover(run_dir: Path, overrides: list[str]) -> Path:
 
 def _worker(args: argparse.Namespace) -> int:
     from nasden.run import StageContext, open_run
-    from nasden.strategies.evolution import work
     ctx = open_run(_run_folder(args.run_dir), args.quiet)
     stages = ctx.recipe.stages
-    if not 0 <= args.stage < len(stages) or stages[args.stage].strategy != "evolution":
-        raise RecipeError(f"{args.run_dir}: stage {args.stage} is not an evolution stage "
-                          f"(stages: {', '.join(s.strategy for s in stages)})")
+    takes_workers = [i for i, s in enumerate(stages) if STRATEGIES.get(s.strategy).has_workers]
+    if args.stage not in takes_workers:
+        raise RecipeError(f"{args.run_dir}: stage {args.stage} takes no workers (stages that do: "
+                          f"{', '.join(f'{i} ({stages[i].strategy})' for i in takes_workers) or 'none'})")
     if len(ctx.summaries) < args.stage:
         raise RecipeError(f"{args.run_dir}: stage {args.stage} has not started; the stages before it must finish first")
-    study = work(StageContext(ctx, args.stage, "evolution"), stages[args.stage].options, args.index)
-    print(f"worker {args.index}: the study holds {len(study.trials)} trials")
+    stage = stages[args.stage]
+    print(STRATEGIES.get(stage.strategy)(stage.options).work(StageContext(ctx, args.stage, stage.strategy), args.index))
     return 0
 
 
@@ -123,13 +122,14 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from nasden import final
     from nasden.evaluation import evaluate_network, markdown_table
-    from nasden.run import load_final, save_json
+    from nasden.storage import save_json
     if not (math.isfinite(args.sigma) and 0 <= args.sigma <= 255):
         raise RecipeError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
     if args.crop is not None and args.crop < SSIM_WINDOW:
         raise RecipeError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
-    space, spec, model = load_final(Path(args.run_dir))
+    space, spec, model = final.load(Path(args.run_dir))
     images = load_set(args.data, space.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
     for name, _, clean in pairs:
@@ -182,13 +182,12 @@ def _check_tiles(tile: int, overlap: int, multiple: int, radius: Callable[[], in
 
 
 def _denoise(args: argparse.Namespace) -> int:
-    from nasden.dynamic import DynamicDenoiser
+    from nasden import final
     from nasden.inference import denoise, receptive_radius, route_map
-    from nasden.run import load_final
     run_dir = Path(args.run_dir)
-    space, _, model = load_final(run_dir)
+    space, _, model = final.load(run_dir)
     _check_sigma(run_dir, args.sigma)
-    dynamic = isinstance(model, DynamicDenoiser)
+    dynamic = final.is_dynamic(model)
     if args.cost_bias is not None and not math.isfinite(args.cost_bias):
         raise RecipeError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
     if (args.route_map or args.cost_bias is not None) and not dynamic:
@@ -227,30 +226,15 @@ def _denoise(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nasden.dynamic import DynamicDenoiser
-    from nasden.extract import export_onnx, export_torchscript
-    from nasden.run import load_final
-    space, spec, model = load_final(Path(args.run_dir))
+    from nasden import final
+    space, spec, model = final.load(Path(args.run_dir))
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError:
             raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    export = export_onnx if args.format == "onnx" else export_torchscript
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    example = torch.rand(2, space.in_channels, 64, 64)
-    manifest: dict = {"format": args.format, "in_channels": space.in_channels,
-                      "size_multiple": space.resolution_multiple, "network": spec}
-    if isinstance(model, DynamicDenoiser):
-        manifest["routing"] = "candidate argmax(gate_logits[i] - network.cost_bias * network.flops[i] / max(flops))"
-        manifest["gate"] = export(model.gate, example, out / f"gate{suffix}").name
-        manifest["candidates"] = [export(c, example, out / f"candidate{i}{suffix}").name
-                                  for i, c in enumerate(model.candidates)]
-    else:
-        manifest["file"] = export(model, example, out / f"denoiser{suffix}").name
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    final.export(model, space, spec, out, args.format)
     print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
@@ -270,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("--out", help="run folder (default: runs/<recipe name>-<time>)")
     p.add_argument("-o", "--override", **overrides)
-    workers = {"type": int, "default": 1, "help": "local processes for evolution trials (default 1)"}
+    workers = {"type": int, "default": 1,
+               "help": "local processes for stages that spread their work (evolution trials; default 1)"}
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     p.add_argument("--workers", **workers)
     p = command("resume", _resume, "continue a stopped or killed run where it left off")
@@ -280,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. -o stages.0.lr=1e-4 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--workers", **workers)
-    p = command("worker", _worker, "join a running evolution stage's study and evaluate trials")
+    p = command("worker", _worker, "join a running stage that spreads its work over processes (evolution)")
     p.add_argument("run_dir")
     p.add_argument("--stage", type=int, required=True, help="index of the evolution stage in the recipe")
     p.add_argument("--index", type=int, default=1, help="worker number (seeds its sampler; default 1)")

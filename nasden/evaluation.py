@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from nasden.cost import cost
-from nasden.dynamic import DynamicDenoiser
+from nasden.final import is_dynamic
 from nasden.inference import denoise
 from nasden.metrics import psnr, ssim
 from nasden.space import Architecture, SearchSpace
@@ -90,7 +90,7 @@ def evaluate_network(model: nn.Module, space: SearchSpace, spec: dict[str, Any],
                      pairs: Sequence[tuple[str, Tensor, Tensor]], name: str) -> dict[str, Any]:
     """Scores of a final network on one set, with the FLOPs/pixel it costs (for a dynamic network:
     the mean it actually spent, gate included, and how often it chose each candidate)."""
-    dynamic = isinstance(model, DynamicDenoiser)
+    dynamic = is_dynamic(model)
     if dynamic:
         model.reset_counts()
     row: dict[str, Any] = as_dict(score(model, pairs, name, space.resolution_multiple))

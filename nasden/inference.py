@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nasden.data import pad_to_multiple
-from nasden.dynamic import DynamicDenoiser
+from nasden.final import is_dynamic
 from nasden.tb import progress
 
 
@@ -82,7 +82,7 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
             route: str = "image", batch: int = 4, quiet: bool = True) -> Denoised:
     """Denoise one ``[C, H, W]`` image: padded to a multiple of ``multiple`` (U-Nets) and cropped back,
     in ``tile``-pixel tiles when it is larger than that; ``route`` is ``image`` or ``tile`` for a
-    :class:`DynamicDenoiser`. The gate picks first (per image, or per tile in batches of ``batch``);
+    :class:`~nasden.dynamic.DynamicDenoiser`. The gate picks first (per image, or per tile in batches of ``batch``);
     then each run of neighbouring tiles in a row that use the same network is computed as one box of at
     most ``batch`` tiles, so memory stays within ``batch`` tiles."""
     if route not in ("image", "tile"):
@@ -90,7 +90,7 @@ def denoise(model: nn.Module, noisy: Tensor, multiple: int = 1, tile: int | None
     device = _device(model)
     padded, (h, w) = pad_to_multiple(noisy[None], multiple)
     height, width = padded.shape[-2:]
-    dynamic = isinstance(model, DynamicDenoiser)
+    dynamic = is_dynamic(model)
     if tile is None or (height <= tile and width <= tile):
         if dynamic and route == "tile":
             tile = max(height, width)
@@ -138,7 +138,7 @@ def _crops(padded: Tensor, boxes: list[Box]) -> Tensor:
 
 
 def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:
-    if isinstance(model, DynamicDenoiser):
+    if is_dynamic(model):
         choice = model.route(padded)
         result = model.run(padded, choice)
         return Denoised(result[0, :, :h, :w].cpu(), model.flops[int(choice)] + model.gate_flops, choice.tolist(),
@@ -153,7 +153,7 @@ def receptive_radius(model: nn.Module, channels: int, multiple: int = 1, probe: 
     weights are all positive (1 / fan-in; biases 0, BatchNorm the identity), in float64, so every path from
     the input to the output carries the impulse and none cancels: the pixels an impulse changes are exactly
     the receptive field. A dynamic denoiser's dearest candidate is probed."""
-    network = copy.deepcopy(model.candidates[-1] if isinstance(model, DynamicDenoiser) else model).double().cpu()
+    network = copy.deepcopy(model.candidates[-1] if is_dynamic(model) else model).double().cpu()
     for module in network.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
             module.reset_parameters()

@@ -5,6 +5,10 @@
         loop.backward(loss_of(step), step)
         done = loop.update(step)      # optimiser step; checkpoint when due
         loop.log(done, {"loss": ...})
+        if loop.due(done, val_every):
+            validate()
+    if loop.resumed_after_end:        # no step ran: validate what the checkpoint holds
+        validate()
 
 The module's and optimiser's state and the step are the stage checkpoint: a resumed stage
 continues at the step after the last checkpoint with exactly the state it had.
@@ -88,9 +92,20 @@ class Optimisation:
             self.last_saved = done
         return done
 
+    def due(self, done: int, every: int) -> bool:
+        """Whether something done every ``every`` steps (validation, logging) is due after ``done`` steps:
+        at each multiple of ``every`` and after the last step."""
+        return done % every == 0 or done == self.steps
+
+    @property
+    def resumed_after_end(self) -> bool:
+        """The stage was resumed after its last step, so the loop runs no step and nothing it does
+        (validation) has happened in this process."""
+        return self.start >= self.steps
+
     def log(self, done: int, scalars: dict[str, float]) -> None:
         """Write ``scalars`` to TensorBoard every ``log_every`` steps and at the end."""
-        if done % self.log_every and done != self.steps:
+        if not self.due(done, self.log_every):
             return
         for name, value in scalars.items():
             self.ctx.scalar(name, value, done)

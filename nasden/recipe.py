@@ -293,6 +293,11 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
                                {name: STRATEGIES.get(name) for name in STRATEGIES.names()})
     if broken:
         raise RecipeError(f"{source}: {broken}")
+    for index, stage in enumerate(recipe.stages):
+        try:
+            STRATEGIES.get(stage.strategy)(stage.options).check_space(space)
+        except ValueError as err:
+            raise RecipeError(f"{source}: stages.{index}.{err}") from None
     for key in ("train", "val"):
         folder = getattr(recipe.data, key)
         if folder != "builtin":

@@ -1,8 +1,8 @@
-"""Name → object registries for ops, search spaces and strategies.
+"""Name → object registries for ops, search spaces, strategies and routing gates.
 
 Built-ins register themselves with a decorator when their module is imported; third-party
 packages add entries through entry-point groups (``nasden.search_spaces``,
-``nasden.strategies``, ``nasden.ops``), loaded the first time a registry is read.
+``nasden.strategies``, ``nasden.ops``, ``nasden.gates``), loaded the first time a registry is read.
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ class Registry(Generic[T]):
 OPS: Registry = Registry("op", ("nasden.ops.catalog",), "nasden.ops")
 SPACES: Registry = Registry("search space", ("nasden.search_spaces",), "nasden.search_spaces")
 STRATEGIES: Registry = Registry("strategy", ("nasden.strategies",), "nasden.strategies")
+GATES: Registry = Registry("gate", ("nasden.gates",), "nasden.gates")
 
 register_space = SPACES.register
 register_strategy = STRATEGIES.register
+register_gate = GATES.register

@@ -14,58 +14,33 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
-from torch import nn
+from torch import Tensor, nn
 
-from nasden import distributed
+from nasden import distributed, final
 from nasden.atomic import atomic_write, remove_orphans
 from nasden.data import RunData
-from nasden.dynamic import DynamicDenoiser
 from nasden.errors import RunError
-from nasden.extract import extract
-from nasden.ops.gates import gate_from_spec
+from nasden.gates import gate_from_spec
 from nasden.recipe import Recipe, load_recipe
 from nasden.registry import STRATEGIES
 from nasden.run_lock import RunLock
 from nasden.space import Architecture, SearchSpace
+from nasden.storage import load_torch, save_json, save_torch
 from nasden.strategy import StageFailed
 from nasden.supernet import Supernet
 from nasden.tb import open_writer, progress
-
-
-def save_torch(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def save_json(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def _serialise(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
-
-
-def load_torch(path: Path) -> Any:
-    """Load a checkpoint without running code from it; a truncated or foreign file is a :class:`RunError`
-    (torch's own text, which advises ``weights_only=False``, is not passed on)."""
-    try:
-        with warnings.catch_warnings():  # torch's warnings about unsafe loading advise what nasden must not do
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunError(f"{path}: no such file") from None
-    except Exception as err:  # noqa: BLE001 - unpickling, zip and storage errors of every kind
-        raise RunError(f"{path}: not a checkpoint nasden can read safely ({err.__class__.__name__}); it may be "
-                       f"truncated or not written by nasden") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,8 +54,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _rebuild_gate(run: RunContext, spec: dict[str, Any]) -> nn.Module:
+    return gate_from_spec(run.supernet, spec)
+
+
+def _rebuild_final(run: RunContext, spec: dict[str, Any]) -> nn.Module:
+    return final.build(run.space, spec)
+
+
+#: What stages leave for the stages after them (``Strategy.requires`` / ``provides`` name these), each
+#: with how it is stored in ``context.pt`` and shared under torchrun: ``None`` for plain data (candidates:
+#: ``[{"arch", "flops_per_pixel", "psnr"}]``; arch: the chosen architecture), else the function that
+#: rebuilds a module from its spec (the module is kept as ``<slot>``, its spec as ``<slot>_spec``).
+CONTEXT_FORMAT = 2  # context.pt's layout (2: slots as below)
+SLOTS: dict[str, Callable[[RunContext, dict[str, Any]], nn.Module] | None] = {
+    "candidates": None, "arch": None, "classifier": _rebuild_gate, "final": _rebuild_final}
+
+
 class RunContext:
-    """What the stages of a run share: space, supernet, data, device, writer and results so far."""
+    """What the stages of a run share: space, supernet, data, device, writer, the :data:`SLOTS` stages filled
+    and their summaries so far."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, quiet: bool = False, workers: int = 1):
         self.recipe, self.run_dir, self.quiet = recipe, run_dir, quiet or not distributed.is_main()
@@ -91,12 +84,12 @@ class RunContext:
         self.supernet = Supernet(self.space).to(self.device)
         self.data = RunData(recipe.data, self.space.in_channels, recipe.seed)
         self.writer = open_writer(run_dir)
-        self.candidates: list[dict[str, Any]] = []  # [{"arch", "flops_per_pixel", "psnr"}] from search stages
-        self.arch: Architecture | None = None  # the architecture an earlier stage chose
-        self.gate: nn.Module | None = None  # a routing gate an earlier stage trained (ClassPruning's classifier)
-        self.gate_spec: dict[str, Any] | None = None  # what rebuilds it (gate_from_spec)
-        self.final: nn.Module | None = None  # the network to deploy
-        self.final_spec: dict[str, Any] | None = None  # what rebuilds it (see build_network)
+        self.candidates: list[dict[str, Any]] = []
+        self.arch: Architecture | None = None
+        self.classifier: nn.Module | None = None  # ClassPruning's difficulty classifier (a gate)
+        self.classifier_spec: dict[str, Any] | None = None
+        self.final: nn.Module | None = None  # the network to deploy (nasden.final)
+        self.final_spec: dict[str, Any] | None = None
         self.summaries: list[dict[str, Any]] = []
 
     @property
@@ -104,36 +97,55 @@ class RunContext:
         """The architecture of a static final network (None for a dynamic one)."""
         return self.final_spec.get("arch") if self.final_spec else None
 
+    def calibration_batches(self, count: int) -> list[Tensor]:
+        """``count`` training batches on the device to recalibrate BatchNorm statistics with (none if the space
+        has no BatchNorm: :func:`nasden.supernet.recalibrate_bn` then does nothing)."""
+        if not self.space.has_batchnorm:
+            return []
+        return [batch.to(self.device) for batch in self.data.calibration_batches(count)]
+
+    def filled(self, slot: str) -> bool:
+        """Whether a stage has left ``slot``."""
+        return bool(getattr(self, slot))
+
     def set_final(self, model: nn.Module, spec: dict[str, Any]) -> None:
-        """Make ``model`` the run's result and write ``final.pt``; ``spec`` rebuilds it (:func:`build_network`)."""
+        """Make ``model`` the run's result and write ``final.pt``; ``spec`` rebuilds it (:func:`nasden.final.build`)."""
         self.final, self.final_spec = model, spec
-        save_torch({"spec": spec, "state_dict": model.state_dict()}, self.run_dir / "final.pt")
+        final.save(model, spec, self.run_dir / "final.pt")
+
+    def set_classifier(self, gate: nn.Module) -> None:
+        """Keep a difficulty classifier (a gate, rebuilt by its ``spec``) for the stages that follow."""
+        self.classifier, self.classifier_spec = gate.to(self.device), gate.spec
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "completed": len(self.summaries), "summaries": self.summaries, "supernet": self.supernet.state_dict(),
-            "candidates": self.candidates, "arch": self.arch, "final_spec": self.final_spec,
-            "final": None if self.final is None else self.final.state_dict(),
-            "gate_spec": self.gate_spec, "gate": None if self.gate is None else self.gate.state_dict(),
-        }
+        state: dict[str, Any] = {"format": CONTEXT_FORMAT, "completed": len(self.summaries),
+                                 "summaries": self.summaries, "supernet": self.supernet.state_dict()}
+        for slot, rebuild in SLOTS.items():
+            value = getattr(self, slot)
+            if rebuild is None or value is None:
+                state[slot] = value
+            else:
+                state[slot] = {"spec": getattr(self, f"{slot}_spec"), "state_dict": value.state_dict()}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CONTEXT_FORMAT:
+            raise RunError(f"{self.run_dir / 'context.pt'}: written by an older nasden (before the shared-weight "
+                           f"final network); start the run again with nasden search")
         self.summaries = list(state["summaries"])
         self.supernet.load_state_dict(state["supernet"])
-        self.candidates, self.arch, self.final_spec = state["candidates"], state["arch"], state["final_spec"]
-        if state["final"] is not None:
-            self.final = trained_network(self.space, self.final_spec, state["final"], self.device)
-        if state.get("gate") is not None:
-            self.set_gate(gate_from_spec(self.supernet, state["gate_spec"]), state["gate_spec"])
-            self.gate.load_state_dict(state["gate"])
-
-    def set_gate(self, gate: nn.Module, spec: dict[str, Any]) -> None:
-        """Keep ``gate`` (rebuilt by ``spec``) for the stages that follow."""
-        self.gate, self.gate_spec = gate.to(self.device), spec
+        for slot, rebuild in SLOTS.items():
+            value = state.get(slot)
+            if rebuild is not None and value is not None:
+                module = rebuild(self, value["spec"])
+                module.load_state_dict(value["state_dict"])
+                setattr(self, f"{slot}_spec", value["spec"])
+                value = module.to(self.device).eval()
+            setattr(self, slot, value)
 
     def share_from_main(self, weights: bool) -> None:
-        """Under torchrun, give every process rank 0's outcome of a stage: its decisions (summaries,
-        candidates, chosen architecture) and, with ``weights``, everything else (weights, final network)."""
+        """Under torchrun, give every process rank 0's outcome of a stage: its summaries and data slots and,
+        with ``weights``, everything else (weights, classifier, final network)."""
         if not distributed.active():
             return
         if weights:  # sent as torch.save bytes, so GPU tensors arrive on the CPU, not on rank 0's GPU
@@ -141,27 +153,11 @@ class RunContext:
             if not distributed.is_main():
                 self.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
         else:
-            self.summaries, self.candidates, self.arch = distributed.from_main(
-                lambda: (self.summaries, self.candidates, self.arch))
-
-
-def build_network(space: SearchSpace, spec: dict[str, Any]) -> nn.Module:
-    """The untrained network a final spec describes: ``{"kind": "static", "arch"}`` or
-    ``{"kind": "dynamic", "archs", "flops", "gate", "cost_bias"}``."""
-    supernet = Supernet(space)
-    if spec["kind"] == "static":
-        return extract(supernet, spec["arch"])
-    gate = gate_from_spec(supernet, spec["gate"])
-    return DynamicDenoiser(gate, [extract(supernet, arch) for arch in spec["archs"]], spec["flops"],
-                           spec.get("cost_bias", 0.0))
-
-
-def trained_network(space: SearchSpace, spec: dict[str, Any], state_dict: dict[str, Any],
-                    device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild a final network and load its trained weights."""
-    model = build_network(space, spec)
-    model.load_state_dict(state_dict)
-    return model.to(device).eval()
+            plain = [slot for slot, rebuild in SLOTS.items() if rebuild is None]
+            self.summaries, *values = distributed.from_main(
+                lambda: [self.summaries, *(getattr(self, slot) for slot in plain)])
+            for slot, value in zip(plain, values):
+                setattr(self, slot, value)
 
 
 class StageContext:
@@ -275,16 +271,3 @@ def _run_stage(ctx: RunContext, index: int, name: str, options: Any) -> None:
     ctx.share_from_main(weights=not strategy.data_parallel)
     save_torch(ctx.state_dict(), ctx.run_dir / "context.pt")
     save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
-
-
-def load_final(run_dir: Path, device: torch.device | str = "cpu") -> tuple[SearchSpace, dict[str, Any], nn.Module]:
-    """The space, the final spec and the trained final network (static or dynamic) of a run."""
-    recipe = load_recipe(run_dir / "recipe.yaml")
-    path = run_dir / "final.pt"
-    if not path.exists():
-        raise RunError(f"{run_dir}: no final network yet (final.pt); a train or gate stage writes it")
-    state = load_torch(path)
-    if not isinstance(state, dict) or not {"spec", "state_dict"} <= state.keys():
-        raise RunError(f"{path}: not a final network written by this version of nasden; run the recipe again")
-    space = recipe.build_space()
-    return space, state["spec"], trained_network(space, state["spec"], state["state_dict"], device)

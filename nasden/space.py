@@ -36,7 +36,7 @@ from typing import Any, Literal, Mapping
 import networkx as nx
 
 from nasden.errors import NasdenError
-from nasden.ops.nm import parse_nm
+from nasden.ops.nm import density, parse_nm
 from nasden.registry import OPS
 
 Architecture = dict[str, Any]
@@ -65,7 +65,7 @@ class Choice:
         if self.kind == "width":
             return max(self.values)
         if self.kind == "nm":
-            return max(self.values, key=_density)
+            return max(self.values, key=density)
         return self.values[-1] if self.kind == "input" else self.values[0]
 
     def smallest(self) -> Any:
@@ -73,13 +73,8 @@ class Choice:
         if self.kind == "width":
             return min(self.values)
         if self.kind == "nm":
-            return min(self.values, key=_density)
+            return min(self.values, key=density)
         return self.values[0]
-
-
-def _density(pattern: str) -> float:
-    n, m = parse_nm(pattern)
-    return n / m
 
 
 @dataclass(frozen=True)

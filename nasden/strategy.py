@@ -6,11 +6,15 @@ A strategy has a ``Config`` dataclass (its recipe options) and implements ``_run
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
 if TYPE_CHECKING:
     from nasden.run import StageContext
+    from nasden.space import SearchSpace
 
 
 def require_counts(config: Any, *names: str) -> None:
@@ -69,9 +73,20 @@ class Strategy(ABC):
     provides: ClassVar[frozenset[str]] = frozenset()
     #: choice kinds of which the space must have at least one (``width``, ``op``, ``input``, ``nm``); empty: any space
     space_choices: ClassVar[frozenset[str]] = frozenset()
+    #: keys every summary the stage returns has (the conformance suite checks them)
+    summary_keys: ClassVar[frozenset[str]] = frozenset()
+    #: files in its stage folder that keep their own consistency rather than being written by atomic rename
+    #: (an SQLite database that worker processes share)
+    transactional_files: ClassVar[frozenset[str]] = frozenset()
+    #: the stage can spread its work over processes: ``nasden worker RUN --stage N`` runs :meth:`work`
+    has_workers: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         self.config = config
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise ``ValueError("option: why")`` for an option that does not fit ``space`` (``parse_recipe`` calls
+        this, so the recipe is refused before anything runs)."""
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Run the stage, resuming from its checkpoint if there is one; returns its summary."""
@@ -81,3 +96,23 @@ class Strategy(ABC):
     @abstractmethod
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         """Do the stage's work; read and update ``ctx.run`` (space, supernet, candidates, final network)."""
+
+    def work(self, ctx: StageContext, worker: int) -> str:
+        """Join the running stage as helper process ``worker`` (≥ 1) until its work is done; a one-line report.
+        Only for strategies with ``has_workers``."""
+        raise NotImplementedError(f"{type(self).__name__} does not spread its work over processes")
+
+
+@contextmanager
+def helper_processes(ctx: StageContext) -> Iterator[None]:
+    """Start ``nasden worker`` helpers 1..workers-1 for the stage while the block runs in this process (worker
+    0); wait for them at its end, and kill them if it fails."""
+    helpers = [subprocess.Popen([sys.executable, "-m", "nasden.cli", "worker", str(ctx.run.run_dir), "--stage",
+                                 str(ctx.index), "--index", str(i), "--quiet"]) for i in range(1, ctx.run.workers)]
+    try:
+        yield
+        for helper in helpers:
+            helper.wait()
+    finally:
+        for helper in helpers:
+            helper.kill()

@@ -1,8 +1,9 @@
 """The weight-sharing supernet: a space compiled into one module that runs any architecture."""
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +13,7 @@ from nasden.ops.channelwise import DynamicBatchNorm
 from nasden.ops.mixed import MixedOp
 from nasden.ops.nm import parse_nm
 from nasden.ops.unfold import UnfoldStep
-from nasden.shapes import chosen_input, live_nodes
+from nasden.shapes import chosen_input, chosen_op, live_nodes
 from nasden.space import Architecture, Node, SearchSpace
 
 
@@ -75,6 +76,24 @@ class Supernet(nn.Module):
             yield self
         finally:
             self._active = previous
+
+    def restrict(self, archs: Sequence[Architecture]) -> Supernet:
+        """A copy holding only what some of ``archs`` runs: the candidate ops they choose in the layers they
+        reach (a shared network to deploy; architectures outside ``archs`` may no longer run on it)."""
+        used: dict[str, set[str]] = {}
+        for arch in archs:
+            self.space.check(arch)
+            for name in live_nodes(self.space, arch):
+                node = self.space.nodes[name]
+                if node.kind == "layer":
+                    used.setdefault(name, set()).add(chosen_op(node, arch))
+        restricted = copy.deepcopy(self)
+        for name in list(restricted.layers):
+            if name in used:
+                restricted.layers[name].keep(used[name])
+            else:
+                del restricted.layers[name]
+        return restricted
 
     def forward(self, x: Tensor, arch: Mapping[str, Any] | None = None) -> Tensor:
         if arch is None:

@@ -11,7 +11,8 @@
 
 Class i routes to the i-th cheapest branch (1:4, 2:4, 4:4). Stages 2 and 3 train the masks with
 SR-STE (``gradient: ste`` or ``masked`` for the ablation) and leave the run a dynamic denoiser:
-the classifier plus each branch extracted as a static network with its masked weights.
+the classifier and the branches as one shared weight set (each branch is the dense weights under its
+N:M mask, with its own BatchNorm).
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from nasden.cost import cost
 from nasden.difficulty import median_variances, pseudo_labelled, residual_variance
 from nasden.dynamic import DynamicDenoiser
 from nasden.evaluation import evaluate_network, score
-from nasden.extract import extract
-from nasden.ops.gates import classifier_gate
-from nasden.ops.nm import NMGradient, parse_nm, set_nm_gradient
+from nasden.final import dynamic_spec
+from nasden.gates import classifier_gate
+from nasden.ops.nm import NMGradient, density, set_nm_gradient
 from nasden.optimisation import Optimisation
 from nasden.recipe import RecipeError
 from nasden.registry import register_strategy
@@ -51,10 +52,6 @@ def branch_archs(space: SearchSpace) -> dict[str, Architecture]:
     choice = labels[0]
     base = space.largest()
 
-    def density(pattern: str) -> float:
-        n, m = parse_nm(pattern)
-        return n / m
-
     return {pattern: {**base, choice.label: pattern} for pattern in sorted(choice.values, key=density)}
 
 
@@ -68,23 +65,12 @@ def entropy(probabilities: Tensor) -> Tensor:
     return -(probabilities * probabilities.clamp(min=1e-12).log()).sum(1).mean()
 
 
-def require_classifier(run: RunContext) -> None:
-    """Raise ``RecipeError`` unless an earlier stage left the run a difficulty classifier."""
-    if run.gate is None or run.gate_spec is None or run.gate_spec.get("kind") != "classifier":
-        raise RecipeError("this stage needs the difficulty classifier: put classifier_pretrain before it")
-
-
 def branch_denoiser(run: RunContext) -> tuple[DynamicDenoiser, dict[str, Any]]:
-    """The classifier and every branch extracted as a static network; the spec that rebuilds them."""
-    require_classifier(run)
+    """The classifier and the branches as a copy of the supernet's shared weights; the spec that rebuilds them."""
     archs = list(branch_archs(run.space).values())
     flops = [cost(run.space, arch).flops_per_pixel for arch in archs]
-    training = run.supernet.training
-    run.supernet.eval()
-    networks = [extract(run.supernet, arch).eval() for arch in archs]
-    run.supernet.train(training)
-    dynamic = DynamicDenoiser(copy.deepcopy(run.gate).eval(), networks, flops).eval()
-    return dynamic, {"kind": "dynamic", "archs": archs, "flops": flops, "gate": run.gate_spec}
+    dynamic = DynamicDenoiser(copy.deepcopy(run.classifier), run.supernet, archs, flops).eval()
+    return dynamic, dynamic_spec(dynamic)
 
 
 @dataclass
@@ -125,8 +111,7 @@ class ClassifierPretrain(Strategy):
         sampler = run.data.sampler
         pool = [sampler.batch(i, cfg.batch, stream=ctx.seed + 1, patch=cfg.patch) for i in range(cfg.pool_batches)]
         medians = median_variances(torch.cat([residual_variance(n, c) for n, c in pool]), len(archs)).to(run.device)
-        gate, spec = classifier_gate(run.space.in_channels, len(archs), cfg.channels, cfg.stride)
-        gate = gate.to(run.device).train()
+        gate = classifier_gate(run.supernet, len(archs), cfg.channels, cfg.stride).train()
         loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         for step in loop:
             noisy, clean = (t.to(run.device) for t in sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
@@ -143,7 +128,7 @@ class ClassifierPretrain(Strategy):
                                                                                   patch=cfg.patch)), medians)
                         for i in range(8)]
             accuracy = torch.cat([gate(x).argmax(1) == y for x, y in held_out]).float().mean().item()
-        run.set_gate(gate, spec)
+        run.set_classifier(gate)
         sigmas = [round(255 * math.sqrt(v), 3) for v in medians.tolist()]
         ctx.say(f"  class medians sigma {sigmas}; held-out pseudo-label accuracy {accuracy:.3f}")
         return {"steps": cfg.steps, "median_sigmas": sigmas, "held_out_accuracy": round(accuracy, 4),
@@ -197,12 +182,11 @@ class _BranchStage(Strategy):
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        require_classifier(run)
         branches = branch_archs(run.space)
         names, archs = list(branches), list(branches.values())
         costs = torch.tensor([cost(run.space, a).flops_per_pixel for a in archs], device=run.device)
         costs = costs / costs.max()
-        gate, supernet = run.gate, run.supernet.train()
+        gate, supernet = run.classifier, run.supernet.train()
         set_nm_gradient(supernet, NMGradient(cfg.gradient, cfg.decay))
         gate.requires_grad_(self.joint)
         gate.train(self.joint)
@@ -226,9 +210,9 @@ class _BranchStage(Strategy):
             mean_p = probabilities.detach().mean(0).tolist()
             loop.log(done, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()},
                             **{f"probability/{name}": p for name, p in zip(names, mean_p)}})
-            if done % cfg.val_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.val_every):
                 summary = self._validate(ctx, done, names)
-        if not summary:
+        if loop.resumed_after_end:
             summary = self._validate(ctx, cfg.steps, names)
         gate.requires_grad_(True)
         gate.eval()

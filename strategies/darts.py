@@ -35,8 +35,9 @@ from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
 from nasden.registry import register_strategy
 from nasden.relaxation import ArchParameters, describe
-from nasden.run import StageContext, save_json
+from nasden.run import StageContext
 from nasden.schedule import cosine_lr, set_lr
+from nasden.storage import save_json
 from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
 from nasden.tb import add_choice_layout, log_choice_probabilities
@@ -198,9 +199,9 @@ class Darts(Strategy):
             loop.backward(loss, step)
             done = loop.update(step)
             loop.log(done, {"loss": loss.item(), **scalars})
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.log_every):
                 self._log_architecture(ctx, arch, done)
-            if done % cfg.val_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.val_every):
                 record.val_psnr.append([done, round(self._validate(search, val_noisy, val_clean), 4)])
                 ctx.scalar("supernet_val_psnr", record.val_psnr[-1][1], done)
         return self._finish(ctx, arch, record)

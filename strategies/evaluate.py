@@ -11,9 +11,11 @@ from nasden.atomic import atomic_write
 from nasden.cost import measure_latency
 from nasden.evaluation import evaluate_network, markdown_table
 from nasden.extract import extract
+from nasden.final import static_spec
 from nasden.registry import register_strategy
 from nasden.run import StageContext
-from nasden.strategies.train import choose_arch
+from nasden.space import SearchSpace
+from nasden.strategies.train import check_arch_option, choose_arch
 from nasden.strategy import Strategy
 from nasden.supernet import recalibrate_bn
 
@@ -47,15 +49,17 @@ class Evaluate(Strategy):
     Config = EvaluateConfig
     smoke_options = {"latency_size": 16, "latency_runs": 2}
 
+    def check_space(self, space: SearchSpace) -> None:
+        check_arch_option("network", self.config.network, space)
+
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         if cfg.network == "final" and run.final is not None and run.final_spec is not None:
             model, spec = run.final, run.final_spec
         else:
             arch = choose_arch(run, "auto" if cfg.network == "final" else cfg.network)
-            if run.space.has_batchnorm:
-                recalibrate_bn(run.supernet, arch, [b.to(run.device) for b in run.data.calibration_batches(8)])
-            spec = {"kind": "static", "arch": arch}
+            recalibrate_bn(run.supernet, arch, run.calibration_batches(8))
+            spec = static_spec(arch)
             model = extract(run.supernet, arch).eval()
         rows = []
         for name in cfg.sets:

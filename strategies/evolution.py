@@ -4,8 +4,8 @@ Every label of ``space.choices()`` is a categorical parameter. A trial is scored
 current supernet weights (no retraining; BatchNorm recalibrated for the trial's architecture when
 the space has BN): validation PSNR (maximised), FLOPs/pixel from the cost model (minimised) and,
 with ``latency: true``, the extracted network's measured latency (minimised). ``max_flops`` /
-``max_latency_ms`` are constraints (Optuna's ``constraints_func``: a trial is feasible when every
-value is <= 0), for the samplers that take them (nsga2, nsga3, tpe, gp).
+``max_latency_ms`` are constraints (``Trial.set_constraint``, Optuna 5: a trial is feasible when every
+value is <= 0), for the samplers that honour them (nsga2, nsga3, tpe, gp).
 
 The study lives in a storage: ``storage`` from the recipe (any Optuna URL: SQLite, PostgreSQL,
 MySQL), by default SQLite in the stage folder. A stopped search resumes from it; more processes join
@@ -17,8 +17,6 @@ and the run's candidate list that a following ``gate`` stage routes over.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,9 +31,10 @@ from nasden.evaluation import arch_psnr
 from nasden.extract import extract
 from nasden.plots import psnr_flops_figure, save_png
 from nasden.registry import register_strategy
-from nasden.run import StageContext, save_json
+from nasden.run import StageContext
 from nasden.space import Architecture
-from nasden.strategy import StageFailed, Strategy, require_counts
+from nasden.storage import save_json
+from nasden.strategy import StageFailed, Strategy, helper_processes, require_counts
 
 SAMPLERS = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "random": "RandomSampler",
             "gp": "GPSampler"}
@@ -75,13 +74,11 @@ class EvolutionConfig:
 
 def constraints(trial: FrozenTrial) -> list[float]:
     """The constraint values a trial recorded (<= 0: satisfied)."""
-    return trial.user_attrs.get("constraints", [])
+    return list(trial.constraints.values())
 
 
 def make_sampler(config: EvolutionConfig, seed: int) -> optuna.samplers.BaseSampler:
     options: dict[str, Any] = {"seed": seed, **config.sampler_options}
-    if config.sampler in CONSTRAINED and (config.max_flops or config.max_latency_ms):
-        options["constraints_func"] = constraints
     try:
         return getattr(optuna.samplers, SAMPLERS[config.sampler])(**options)
     except TypeError as err:
@@ -133,8 +130,7 @@ class TrialScorer:
         run = ctx.run
         self.run, self.config, self.worker = run, config, worker
         self.noisy, self.clean = (t.to(run.device) for t in run.data.val_batch(config.val_size, config.val_images))
-        self.calibration = [b.to(run.device) for b in run.data.calibration_batches(config.calibration_batches)] \
-            if run.space.has_batchnorm else []
+        self.calibration = run.calibration_batches(config.calibration_batches)
         self.example = torch.rand(1, run.space.in_channels, config.latency_size, config.latency_size,
                                   device=run.device)
 
@@ -145,14 +141,14 @@ class TrialScorer:
         psnr = arch_psnr(self.run.supernet, arch, self.noisy, self.clean, self.calibration).mean().item()
         flops = cost(space, arch).flops_per_pixel
         values = [psnr, flops]
-        limits = [flops - self.config.max_flops] if self.config.max_flops else []
+        if self.config.max_flops:
+            trial.set_constraint("flops", flops - self.config.max_flops)
         if self.config.latency:
             latency_ms = 1000 * measure_latency(extract(self.run.supernet, arch).eval(), self.example, runs=5)
             values.append(latency_ms)
             if self.config.max_latency_ms:
-                limits.append(latency_ms - self.config.max_latency_ms)
+                trial.set_constraint("latency_ms", latency_ms - self.config.max_latency_ms)
         trial.set_user_attr("arch", arch)
-        trial.set_user_attr("constraints", limits)
         trial.set_user_attr("worker", self.worker)
         return tuple(values)
 
@@ -176,22 +172,20 @@ class Evolution(Strategy):
     Config = EvolutionConfig
     provides = frozenset({"candidates"})
     space_choices = frozenset({"op", "input", "width", "nm"})
+    has_workers = True
+    transactional_files = frozenset({"study.db"})
     smoke_options = {"trials": 6, "val_images": 1, "val_size": 16, "calibration_batches": 1,
                      "sampler_options": {"population_size": 4}}
+
+    def work(self, ctx: StageContext, worker: int) -> str:
+        study = work(ctx, self.config, worker)
+        return f"worker {worker}: the study holds {len(study.trials)} trials"
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         started = time.perf_counter()
-        helpers = [subprocess.Popen([sys.executable, "-m", "nasden.cli", "worker", str(run.run_dir), "--stage",
-                                     str(ctx.index), "--index", str(i), "--quiet"])
-                   for i in range(1, run.workers)]
-        try:
+        with helper_processes(ctx):
             study = work(ctx, cfg)
-            for helper in helpers:
-                helper.wait()
-        finally:
-            for helper in helpers:
-                helper.kill()
         trials = completed(study, cfg.trials)
         front = pareto_front(trials)
         if not front:

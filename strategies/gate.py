@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nasden.dynamic import DynamicDenoiser
+from nasden.dynamic import DynamicDenoiser, batchnorm_statistics
 from nasden.evaluation import evaluate_network, psnr_per_image
-from nasden.extract import extract
-from nasden.ops.gates import DDSGate, classifier_gate, dds_gate
+from nasden.final import dynamic_spec
+from nasden.gates import DDSGate, build_gate
 from nasden.optimisation import Optimisation
 from nasden.recipe import RecipeError
 from nasden.registry import register_strategy
@@ -152,18 +152,17 @@ class Gate(Strategy):
             key = "budget_flops" if cfg.budget_ratio is None else "budget_ratio"
             raise RecipeError(f"stages.{ctx.index}.{key}: a budget of {budget:.6g} FLOPs/pixel is outside the "
                               f"candidates' range [{low:.6g}, {high:.6g}]")
-        calibration = [b.to(run.device) for b in run.data.calibration_batches(cfg.calibration_batches)] \
-            if run.space.has_batchnorm else []
-        networks = []
+        calibration = run.calibration_batches(cfg.calibration_batches)
+        statistics = []
         for c in chosen:
             if calibration:
                 recalibrate_bn(run.supernet, c["arch"], calibration)
-            networks.append(extract(run.supernet, c["arch"]).eval())
-        if cfg.gate == "dds":
-            gate, gate_spec = dds_gate(run.supernet, cfg.width, cfg.hidden, len(chosen))
-        else:
-            gate, gate_spec = classifier_gate(run.space.in_channels, len(chosen), cfg.hidden)
-            gate.to(run.device)
+            statistics.append(batchnorm_statistics(run.supernet))
+        options = {"width": cfg.width, "hidden": cfg.hidden} if cfg.gate == "dds" else {"channels": cfg.hidden}
+        gate = build_gate(run.supernet, cfg.gate, len(chosen), **options)
+        dynamic = DynamicDenoiser(gate, run.supernet, [c["arch"] for c in chosen], flops.tolist(),
+                                  statistics=statistics).eval()
+        networks = dynamic.candidates
         loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=[p for p in gate.parameters() if p.requires_grad])
         gate.train()
@@ -194,14 +193,12 @@ class Gate(Strategy):
             if done % loop.log_every == 0:
                 run.writer.add_histogram(f"{ctx.tag}/choices", logits.argmax(1), done)
         gate.eval()
-        dynamic = DynamicDenoiser(gate, networks, flops.tolist()).eval()
         if cfg.labels == "gain" and budget is not None:
             held_out = [run.data.sampler.batch(i, cfg.batch, stream=ctx.seed + 1, patch=cfg.patch)[0].to(run.device)
                         for i in range(cfg.calibration_batches)]
             dynamic.cost_bias = budget_bias(dynamic, held_out, budget)
             ctx.say(f"  cost bias {dynamic.cost_bias:.4g}: held-out patches spend at most {budget:.4g} FLOPs/pixel")
-        spec = {"kind": "dynamic", "archs": [c["arch"] for c in chosen], "flops": flops.tolist(), "gate": gate_spec,
-                "cost_bias": dynamic.cost_bias}
+        spec = dynamic_spec(dynamic)
         run.set_final(dynamic, spec)
         val = evaluate_network(dynamic, run.space, spec, run.data.val, "val")
         run.writer.add_histogram(f"{ctx.tag}/val_choices", torch.repeat_interleave(

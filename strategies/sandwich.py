@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,25 @@ from nasden.registry import register_strategy
 from nasden.run import StageContext
 from nasden.space import Architecture, SearchSpace
 from nasden.strategy import Strategy, require_counts
+from nasden.supernet import Supernet
 
 Distill = Literal["synergy", "inplace", "none"]
+
+
+def sandwich_step(supernet: Supernet, archs: Sequence[Architecture], noisy: Tensor, clean: Tensor, distill: Distill,
+                  divergence: Callable[[Tensor, Tensor], Tensor], backward: Callable[[Tensor], None]) -> float:
+    """Accumulate the gradients of one sandwich step: each sub-network's divergence from its target
+    (:func:`distill_target`, teachers' outputs detached), one backward per sub-network so one graph is in
+    memory at a time; returns the summed loss."""
+    outputs: list[Tensor] = []
+    total = 0.0
+    for index, arch in enumerate(archs):
+        out = supernet(noisy, arch)
+        loss = divergence(out, distill_target(distill, index, len(archs), clean, outputs))
+        backward(loss)
+        total += loss.item()
+        outputs.append(out.detach())
+    return total
 
 
 @dataclass
@@ -90,19 +107,13 @@ class Sandwich(Strategy):
             batch = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
             noisy, clean = (t.to(run.device) for t in batch)
             archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
-            outputs: list[Tensor] = []
-            total = 0.0
-            for index, arch in enumerate(archs):  # one backward per sub-network: one graph in memory at a time
-                out = supernet(noisy, arch)
-                loss = divergence(out, distill_target(cfg.distill, index, len(archs), clean, outputs))
-                loop.backward(loss, step)
-                total += loss.item()
-                outputs.append(out.detach())
+            total = sandwich_step(supernet, archs, noisy, clean, cfg.distill, divergence,
+                                  lambda loss: loop.backward(loss, step))
             done = loop.update(step)
             loop.log(done, {"loss": total})
-            if done % cfg.val_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.val_every):
                 scores = self._validate(ctx, done)
-        if not scores:
+        if loop.resumed_after_end:
             scores = self._validate(ctx, cfg.steps)
         ctx.say(f"  largest {scores['val_psnr_largest']:.2f} dB, smallest {scores['val_psnr_smallest']:.2f} dB")
         return {"steps": cfg.steps, "distill": cfg.distill, "n": cfg.n, **scores}
@@ -110,8 +121,7 @@ class Sandwich(Strategy):
     def _validate(self, ctx: StageContext, step: int) -> dict[str, float]:
         run = ctx.run
         noisy, clean = (t.to(run.device) for t in run.data.val_batch(self.config.val_size))
-        calibration = [b.to(run.device) for b in run.data.calibration_batches(self.config.calibration_batches)] \
-            if run.space.has_batchnorm else []
+        calibration = run.calibration_batches(self.config.calibration_batches)
         scores = {}
         for name, arch in (("largest", run.space.largest()), ("smallest", run.space.smallest())):
             value = arch_psnr(run.supernet, arch, noisy, clean, calibration).mean().item()

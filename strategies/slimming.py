@@ -16,8 +16,9 @@ from nasden.cost import cost
 from nasden.evaluation import arch_psnr
 from nasden.plots import psnr_flops_figure, save_png
 from nasden.registry import register_strategy
-from nasden.run import StageContext, save_json
+from nasden.run import StageContext
 from nasden.space import Architecture, Choice
+from nasden.storage import save_json
 from nasden.strategy import Strategy
 
 
@@ -59,8 +60,7 @@ class ProgressiveSlimming(Strategy):
         if not widths:
             raise ValueError(f"progressive_slimming needs width choices; space {run.space.name!r} has none")
         noisy, clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size, cfg.val_images))
-        calibration = [b.to(run.device) for b in run.data.calibration_batches(cfg.calibration_batches)] \
-            if run.space.has_batchnorm else []
+        calibration = run.calibration_batches(cfg.calibration_batches)
 
         def entry(arch: Architecture) -> dict[str, Any]:
             c = cost(run.space, arch)

@@ -11,12 +11,13 @@ from torch import nn
 from nasden.cost import cost
 from nasden.evaluation import score
 from nasden.extract import extract
+from nasden.final import static_spec
 from nasden.inference import denoise
 from nasden.metrics import psnr
 from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
-from nasden.space import Architecture
+from nasden.space import Architecture, SearchSpace
 from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
 from nasden.tb import log_samples
@@ -48,14 +49,22 @@ class TrainConfig:
 
 
 def choose_arch(ctx: RunContext, setting: str | dict[str, Any]) -> Architecture:
+    """The architecture ``setting`` names: a given one, the largest, the smallest, or (``auto``) the one an
+    earlier stage chose, else the largest."""
     if isinstance(setting, dict):
-        arch = dict(setting)
-    elif setting == "auto":
-        arch = dict(ctx.arch) if ctx.arch is not None else ctx.space.largest()
-    else:
-        arch = ctx.space.largest() if setting == "largest" else ctx.space.smallest()
-    ctx.space.check(arch)
-    return arch
+        return dict(setting)
+    if setting == "auto" and ctx.arch is not None:
+        return dict(ctx.arch)
+    return ctx.space.smallest() if setting == "smallest" else ctx.space.largest()
+
+
+def check_arch_option(name: str, setting: str | dict[str, Any], space: SearchSpace) -> None:
+    """Raise ``ValueError`` naming the option if a given architecture does not fit ``space``."""
+    if isinstance(setting, dict):
+        try:
+            space.check(setting)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
 
 
 def validate(model: nn.Module, ctx: StageContext, step: int, samples: int = 1) -> float:
@@ -79,8 +88,13 @@ class Train(Strategy):
     data_parallel = True
     smoke_options = {"steps": 6, "checkpoint_every": 2, "val_every": 3}
 
+    def check_space(self, space: SearchSpace) -> None:
+        check_arch_option("arch", self.config.arch, space)
+
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
+        if cfg.arch == "auto" and run.arch is None:
+            ctx.say("  no earlier stage chose an architecture (arch: auto): training the largest")
         arch = choose_arch(run, cfg.arch)
         source = run.supernet if cfg.init == "supernet" else Supernet(run.space).to(run.device)
         model = extract(source, arch).to(run.device).train()
@@ -93,9 +107,9 @@ class Train(Strategy):
             loop.backward(loss, step)
             done = loop.update(step)
             loop.log(done, {"loss": loss.item()})
-            if done % cfg.val_every == 0 or done == cfg.steps:
+            if loop.due(done, cfg.val_every):
                 val_psnr = validate(model, ctx, done)
-        if math.isnan(val_psnr):  # resumed after the last step
+        if loop.resumed_after_end:
             val_psnr = validate(model, ctx, cfg.steps)
         noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in run.data.val) / len(run.data.val)
         if val_psnr < noisy_psnr - IDENTITY_MARGIN_DB:
@@ -103,7 +117,7 @@ class Train(Strategy):
                      f"input ({noisy_psnr:.2f} dB): training diverged; no final network was written", loop.last_saved)
         model.eval()
         run.arch = arch
-        run.set_final(model, {"kind": "static", "arch": arch})
+        run.set_final(model, static_spec(arch))
         c = cost(run.space, arch)
         ctx.say(f"  trained {cfg.steps} steps: validation PSNR {val_psnr:.2f} dB, {c.flops_per_pixel:.4g} FLOPs/pixel")
         return {"arch": arch, "steps": cfg.steps, "val_psnr": round(val_psnr, 4),

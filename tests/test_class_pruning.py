@@ -12,13 +12,14 @@ from nasden.cost import cost
 from nasden.difficulty import median_variances, pseudo_labelled, residual_variance
 from nasden.dynamic import DynamicDenoiser
 from nasden.extract import extract
+from nasden.final import load as load_final
+from nasden.gates import ClassifierGate
 from nasden.noise import NoiseConfig, add_noise
 from nasden.ops.channelwise import VariableBatchNorm
-from nasden.ops.gates import classifier_gate
 from nasden.ops.nm import NMGradient, apply_nm
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
-from nasden.run import create_run, execute, load_final
+from nasden.run import create_run, execute
 from nasden.strategies.class_pruning import branch_archs, entropy
 from nasden.supernet import Supernet
 
@@ -126,11 +127,11 @@ def test_median_variances_split_into_equal_classes() -> None:
 
 
 def test_classifier_gate_shape_and_flops() -> None:
-    gate, spec = classifier_gate(1, 3, channels=16, stride=2)
+    gate = ClassifierGate(1, 3, channels=16, stride=2)
     x = torch.rand(2, 1, 64, 64)
     with FlopCounterMode(display=False) as counter:
         logits = gate(x)
-    assert logits.shape == (2, 3) and spec["classes"] == 3
+    assert logits.shape == (2, 3) and gate.spec["candidates"] == 3
     convs = counter.get_total_flops() - 2 * 2 * 16 * 3  # the fully connected layer runs once per image
     assert gate.flops_per_pixel == pytest.approx(convs / (2 * 64 * 64))
     assert gate.eval()(torch.rand(1, 1, 5, 5)).shape == (1, 3)  # tiny inputs still classify
@@ -170,7 +171,12 @@ def test_three_stages_chain_into_a_dynamic_denoiser(tmp_path, capsys) -> None:
     assert sum(row["shares"]) == pytest.approx(1.0) and row["denoise_ms"] > 0
     assert min(model.flops) + model.gate_flops <= row["flops_per_pixel"] <= max(model.flops) + model.gate_flops
     assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
-    assert json.loads((tmp_path / "export" / "manifest.json").read_text())["gate"] == "gate.pt"
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    exported = torch.jit.load(str(tmp_path / "export" / manifest["file"]))
+    x = torch.rand(2, 1, 24, 24)
+    for index, candidate in enumerate(model.candidates):  # each branch: the dense weights under its mask
+        torch.testing.assert_close(getattr(exported, f"candidate{index}")(x), candidate(x), atol=1e-5, rtol=0)
+    assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in model.parameters())
 
 
 def test_branch_training_needs_the_classifier() -> None:

@@ -9,14 +9,14 @@ import torch.nn.functional as F
 
 from nasden.cli import main
 from nasden.dynamic import DynamicDenoiser
-from nasden.extract import extract
+from nasden.final import load as load_final
+from nasden.gates import dds_gate
 from nasden.images import save_image
-from nasden.ops.gates import dds_gate
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
-from nasden.run import create_run, execute, load_final
+from nasden.run import create_run, execute
 from nasden.strategies.gate import budget_bias, complexity_loss, gate_labels, spread_over_flops
-from nasden.strategies.sandwich import distill_target, sandwich_archs
+from nasden.strategies.sandwich import distill_target, sandwich_archs, sandwich_step
 from nasden.strategies.slimming import slimmer
 from nasden.supernet import Supernet
 
@@ -55,10 +55,26 @@ def test_distillation_losses_by_hand(mode: str, expected: float) -> None:
     assert total == expected
 
 
-def test_distillation_targets_stop_gradient_in_the_strategy() -> None:
-    largest = torch.ones(1, requires_grad=True)
-    target = distill_target("inplace", 1, 3, torch.zeros(1), [largest.detach()])
-    assert not target.requires_grad
+def test_a_sandwich_step_stops_the_gradient_at_its_teachers() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    supernet = Supernet(space)
+    archs = [space.largest(), space.smallest()]
+    noisy, clean = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 12, 12)
+
+    def gradients(teacher_detached: bool) -> list[torch.Tensor]:
+        supernet.zero_grad()
+        largest = supernet(noisy, archs[0])
+        teacher = largest.detach() if teacher_detached else largest
+        (F.mse_loss(largest, clean) + F.mse_loss(supernet(noisy, archs[1]), teacher)).backward()
+        return [p.grad.clone() for p in supernet.parameters()]
+
+    supernet.zero_grad()
+    total = sandwich_step(supernet, archs, noisy, clean, "inplace", F.mse_loss, lambda loss: loss.backward())
+    step = [p.grad.clone() for p in supernet.parameters()]
+    assert total > 0
+    for got, expected in zip(step, gradients(teacher_detached=True)):
+        torch.testing.assert_close(got, expected)
+    assert any(not torch.allclose(got, other) for got, other in zip(step, gradients(teacher_detached=False)))
 
 
 def test_slimmer_steps_down_by_a_group() -> None:
@@ -96,8 +112,8 @@ def test_spread_over_flops_keeps_extremes() -> None:
 def test_gate_overhead_is_the_stem_at_the_smallest_width() -> None:
     space = SPACES.get("slimmable")(depth=4, channels=32)
     supernet = Supernet(space)
-    gate, spec = dds_gate(supernet, "smallest", 16, 3)
-    assert spec == {"kind": "dds", "width": 8, "hidden": 16, "candidates": 3}
+    gate = dds_gate(supernet, 3, "smallest", 16)
+    assert gate.spec == {"kind": "dds", "width": 8, "hidden": 16, "candidates": 3}
     assert gate.flops_per_pixel == 2 * 9 * 1 * 8
     assert gate(torch.rand(2, 1, 16, 16)).shape == (2, 3)
     assert not any(p.requires_grad for p in gate.stem.parameters())
@@ -120,7 +136,8 @@ class FixedGains(torch.nn.Module):
 
 
 def test_budget_bias_is_the_smallest_bias_that_meets_the_budget() -> None:
-    model = DynamicDenoiser(FixedGains(), [torch.nn.Identity()] * 3, [1.0, 2.0, 4.0])
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    model = DynamicDenoiser(FixedGains(), Supernet(space), [space.largest()] * 3, [1.0, 2.0, 4.0])
     # score - bias · FLOPs / 4: the first image moves to the middle at bias 0.05 / 0.5 = 0.1 and to the
     # cheapest at 0.05 / 0.25 = 0.2; the second to the middle at 1 / 0.5 = 2, to the cheapest at 1 / 0.25 = 4
     gains = torch.tensor([[-0.1, -0.05, 0.0], [-2.0, -1.0, 0.0]])
@@ -139,7 +156,7 @@ def test_batched_routing_equals_per_image_routing() -> None:
     space = SPACES.get("slimmable")(depth=4, channels=16)
     supernet = Supernet(space)
     archs = [space.smallest(), space.sample(1), space.largest()]
-    model = DynamicDenoiser(BrightnessGate(), [extract(supernet, a).eval() for a in archs], [1.0, 2.0, 3.0])
+    model = DynamicDenoiser(BrightnessGate(), supernet, archs, [1.0, 2.0, 3.0]).eval()
     x = torch.rand(8, 1, 16, 16) * torch.linspace(0.1, 1, 8).view(8, 1, 1, 1)
     with torch.no_grad():
         batched = model(x)
@@ -185,13 +202,17 @@ def test_dds_pipeline_end_to_end(tmp_path) -> None:
     assert (tmp_path / "tiled.png").exists() and (tmp_path / "map.png").exists()
     assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
-    assert manifest["network"]["kind"] == "dynamic" and len(manifest["candidates"]) == 3
-    gate = torch.jit.load(str(tmp_path / "export" / manifest["gate"]))
-    x = torch.rand(3, 1, 24, 24)
-    choice = gate(x).argmax(1)
-    torch.testing.assert_close(choice, model.route(x))
-    first = torch.jit.load(str(tmp_path / "export" / manifest["candidates"][int(choice[0])]))
-    torch.testing.assert_close(first(x[:1]), model(x[:1]), atol=1e-5, rtol=0)
+    assert manifest["network"]["kind"] == "dynamic" and manifest["methods"] == ["gate", *CANDIDATE_METHODS]
+    exported = torch.jit.load(str(tmp_path / "export" / manifest["file"]))
+    x = torch.rand(3, 1, 24, 40)  # not the 64×64 it was traced at
+    torch.testing.assert_close(exported.gate(x).argmax(1), model.route(x))
+    for name, candidate in zip(CANDIDATE_METHODS, model.candidates):  # one weight set behind every method
+        torch.testing.assert_close(getattr(exported, name)(x), candidate(x), atol=1e-5, rtol=0)
+    shared = sum(p.numel() for p in exported.parameters())
+    assert shared == sum(p.numel() for p in model.parameters())
+
+
+CANDIDATE_METHODS = ["candidate0", "candidate1", "candidate2"]
 
 
 def test_gain_gate_keeps_the_bias_that_meets_its_budget(tmp_path) -> None:

@@ -21,7 +21,8 @@ from nasden.data import PatchSampler, load_set
 from nasden.noise import NoiseConfig
 from nasden.recipe import parse_recipe
 from nasden.registry import STRATEGIES
-from nasden.run import StageContext, create_run, load_torch, open_run
+from nasden.run import StageContext, create_run, open_run
+from nasden.storage import load_torch
 
 BATCH = 4  # per process
 RECIPE = {
@@ -165,9 +166,9 @@ def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     finish(torchrun("resume", str(killed), "--quiet"))
     a, b = load_torch(whole / "context.pt"), load_torch(killed / "context.pt")
     assert_close(a["supernet"], b["supernet"], atol=0)
-    assert a["candidates"] == b["candidates"] and a["final_spec"] == b["final_spec"]
-    assert a["final_spec"]["kind"] == "dynamic"
-    assert_close(a["final"], b["final"], atol=0)
+    assert a["candidates"] == b["candidates"] and a["final"]["spec"] == b["final"]["spec"]
+    assert a["final"]["spec"]["kind"] == "dynamic"
+    assert_close(a["final"]["state_dict"], b["final"]["state_dict"], atol=0)
 
 
 @pytest.mark.parametrize("command", ["search", "resume"])

@@ -83,7 +83,7 @@ def answered_in_one_line(argv: list[str], capsys, before: dict[str, bytes], root
     err = capsys.readouterr().err
     assert code == 2, f"exit {code}: {err}"  # not 0 (a wrong output), not 1 (an internal error)
     assert err.startswith("nasden: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    assert elapsed < 2, f"{elapsed:.1f} s"
+    assert elapsed < 15, f"{elapsed:.1f} s: was work started?"  # generous: the suite may share the CPU
     assert snapshot(root) == before  # nothing written, nothing lost
 
 

@@ -64,8 +64,7 @@ def half_gate_model() -> DynamicDenoiser:
     """The smallest and largest slimmable DnCNN (100 and 1000 FLOPs/pixel) behind :class:`HalfGate`."""
     space = SPACES.get("slimmable")(depth=3, channels=16)
     supernet = Supernet(space)
-    return DynamicDenoiser(HalfGate(), [extract(supernet, space.smallest()).eval(),
-                                        extract(supernet, space.largest()).eval()], [100.0, 1000.0])
+    return DynamicDenoiser(HalfGate(), supernet, [space.smallest(), space.largest()], [100.0, 1000.0]).eval()
 
 
 def test_per_tile_routing_spends_per_tile_and_maps_choices() -> None:

@@ -38,6 +38,22 @@ def test_nm_mask_keeps_n_of_every_m_input_channels() -> None:
     assert nm_mask(torch.randn(4, 3, 3, 3), 2, 4) is None  # 3 input channels: stays dense
 
 
+def test_an_inference_mask_is_cached_until_the_weight_changes() -> None:
+    from nasden.ops.convolution import DynamicConv
+    conv = DynamicConv(8, 8)
+    x = torch.rand(1, 8, 6, 6)
+
+    def fresh() -> torch.Tensor:  # the mask recomputed from the weight as it is now
+        return torch.nn.functional.conv2d(x, conv.weight * nm_mask(conv.weight.detach(), 2, 4), conv.bias, padding=1)
+
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x, 8, (2, 4)), fresh())
+        assert len(conv._masks) == 1
+        conv.weight.mul_(torch.rand_like(conv.weight))  # an optimiser step or a load: the magnitudes reorder
+        torch.testing.assert_close(conv(x, 8, (2, 4)), fresh())
+    torch.testing.assert_close(conv(x, 8, (2, 4)), fresh())  # training recomputes it every time
+
+
 def test_parse_nm() -> None:
     assert parse_nm("2:4") == (2, 4)
     for bad in ("2-4", "0:4", "x:y"):

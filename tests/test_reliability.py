@@ -12,7 +12,8 @@ from nasden.atomic import TEMP_PREFIX
 from nasden.cli import main
 from nasden.errors import RunError
 from nasden.recipe import load_recipe, parse_recipe
-from nasden.run import RunLock, create_run, execute, load_torch
+from nasden.run import RunLock, create_run, execute
+from nasden.storage import load_torch
 from nasden.strategy import StageFailed
 
 TINY = {

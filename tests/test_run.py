@@ -14,8 +14,11 @@ import yaml
 from PIL import Image
 
 from nasden.cli import main
+from nasden.evaluation import score
+from nasden.final import load as load_final
 from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute, load_final, load_torch
+from nasden.run import create_run, execute, open_run
+from nasden.storage import load_torch
 from nasden.strategy import StageFailed
 from nasden.testing.conformance import without_timings
 
@@ -77,7 +80,8 @@ def test_search_denoise_export_eval(tmp_path, capsys) -> None:
 
 def _context_weights(run_dir):
     context = load_torch(run_dir / "context.pt")
-    return {**context["supernet"], **{f"final.{k}": v for k, v in (context["final"] or {}).items()}}
+    final = context["final"]["state_dict"] if context["final"] else {}
+    return {**context["supernet"], **{f"final.{k}": v for k, v in final.items()}}
 
 
 SLIMMABLE = {"name": "slimmable", "depth": 3, "channels": 16}
@@ -146,7 +150,11 @@ def test_rgb_unet_run(tmp_path) -> None:
             "stages": [{"strategy": "train", "steps": 4}]}
     run = create_run(parse_recipe(data), tmp_path / "run")
     summaries = execute(run, quiet=True)
-    assert summaries[0]["val_psnr"] > 0
+    _, _, model = load_final(run)
+    val = open_run(run, quiet=True).data.val
+    assert all(noisy.shape[0] == 3 and noisy.shape[-1] == 45 for _, noisy, _ in val)
+    # final.pt is the validated network, and scoring it pads 45 to 48 and crops back like the stage did
+    assert score(model, val, "val", multiple=4).psnr == pytest.approx(summaries[0]["val_psnr"], abs=1e-3)
 
 
 def test_choice_probabilities_are_logged_per_label_and_candidate(tmp_path) -> None:

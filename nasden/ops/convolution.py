@@ -1,5 +1,9 @@
 """Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time.
 
+The slice is made contiguous in the channels-last format before the convolution: oneDNN then runs
+it, and the activations after it, in the layout it is fastest in (a sliced NCHW weight runs a slim
+layer up to 1.7× slower, forward and backward, on CPU).
+
 A slice reading ``in`` of ``in_max`` input channels is multiplied by ``sqrt(in_max / in)``, so a
 slimmed layer's outputs keep the scale the full layer's have (a fan-in correction). Without it,
 a BN-free sub-network at width ratio rho shrinks its signal by about sqrt(rho) per layer: at 25%
@@ -9,13 +13,14 @@ network. The correction is a fixed reparametrisation: extraction bakes it into t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasden.ops.base import NM, DynamicOp, Layout
-from nasden.ops.nm import NMGradient, apply_nm
+from nasden.ops.nm import NMGradient, apply_nm, nm_mask
 
 
 def fan_in_scale(active: int, widest: int) -> float:
@@ -43,14 +48,29 @@ class DynamicConv(DynamicOp):
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
         self.nm_gradient = NMGradient()
+        # inference: (out, in, nm, device) → (the weight's version, its N:M mask as bools), kept while the weight
+        # is unchanged
+        self._masks: dict[tuple[Any, ...], tuple[int, Tensor | None]] = {}
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def _masked(self, weight: Tensor, nm: NM | None) -> Tensor:
+        """``weight`` under its N:M mask: recomputed at every training step, cached for inference."""
+        if nm is None or torch.is_grad_enabled():
+            return apply_nm(weight, nm, self.nm_gradient)
+        key, version = (weight.shape[0], weight.shape[1], nm, weight.device), self.weight._version
+        cached = self._masks.get(key)
+        if cached is None or cached[0] != version:
+            mask = nm_mask(weight, *nm)
+            cached = self._masks[key] = (version, None if mask is None else mask.bool())
+        return weight if cached[1] is None else weight * cached[1]
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
         cin = x.shape[1]
-        weight = apply_nm(self.weight[:out, :cin], nm, self.nm_gradient)
+        weight = self._masked(self.weight[:out, :cin], nm)
         if cin != self.weight.shape[1]:
             weight = weight * fan_in_scale(cin, self.weight.shape[1])
         bias = None if self.bias is None else self.bias[:out]
+        weight = weight.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
     @property

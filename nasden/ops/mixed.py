@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -56,6 +57,7 @@ def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: 
         if b is not None:
             bias = weight * b if bias is None else bias + weight * b
     assert total is not None
+    total = total.contiguous(memory_format=torch.channels_last)  # as DynamicConv does
     return F.conv2d(x, total, bias, ops[0].stride, (size - 1) // 2)
 
 
@@ -71,6 +73,12 @@ class MixedOp(nn.Module):
         super().__init__()
         self.pre_relu = pre_relu
         self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout, patterns) for op in ops})
+        self._plan = collapse_plan(list(self.candidates.values()))
+
+    def keep(self, ops: set[str]) -> None:
+        """Drop every candidate op but ``ops`` (then only those run, by name)."""
+        for name in [name for name in self.candidates if name not in ops]:
+            del self.candidates[name]
         self._plan = collapse_plan(list(self.candidates.values()))
 
     def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None) -> Tensor:

@@ -33,6 +33,12 @@ def parse_nm(text: str) -> NM:
     return n, m
 
 
+def density(pattern: str) -> float:
+    """The share of weights an N:M pattern keeps: ``"2:4"`` → 0.5."""
+    n, m = parse_nm(pattern)
+    return n / m
+
+
 def nm_mask(weight: Tensor, n: int, m: int) -> Tensor | None:
     """Magnitude mask keeping the N largest of each M input channels of every filter tap.
 
@@ -93,7 +99,7 @@ def apply_nm(weight: Tensor, nm: NM | None, gradient: NMGradient = NMGradient())
     mask = nm_mask(weight, *nm)
     if mask is None:
         return weight
-    if gradient.rule == "masked" or not weight.requires_grad:
+    if gradient.rule == "masked" or not (weight.requires_grad and torch.is_grad_enabled()):
         return weight * mask
     return SparseRefinedSTE.apply(weight, mask, gradient.decay if gradient.rule == "sr_ste" else 0.0)
 

@@ -1,8 +1,11 @@
 """Routing gates: small networks that pick a candidate sub-network for each input image
 (DDS-Net's gate, ClassPruning's difficulty classifier).
 
-Every gate maps a batch ``[N, C, H, W]`` to logits ``[N, E]`` over E candidates and reports its
-own ``flops_per_pixel``; :class:`nasden.dynamic.DynamicDenoiser` runs the chosen candidates.
+Every gate maps a batch ``[N, C, H, W]`` to logits ``[N, E]`` over E candidates, reports its own
+``flops_per_pixel`` and keeps ``spec``, the JSON dict that rebuilds it (:func:`gate_from_spec`);
+:class:`nasden.dynamic.DynamicDenoiser` runs the chosen candidates. Gates are registered by kind
+(``@register_gate("name")`` on a builder ``(supernet, candidates, **options) -> gate``); third-party
+packages use the entry-point group ``nasden.gates``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from torch import Tensor, nn
 
 from nasden.ops.attention import DynamicTanhAttention
 from nasden.ops.base import Layout
-from nasden.registry import OPS
+from nasden.registry import GATES, OPS, register_gate
 from nasden.supernet import Supernet
 
 
@@ -27,9 +30,10 @@ class DDSGate(nn.Module):
     """
 
     def __init__(self, stem: nn.Module, stem_flops: float, reduce: nn.Linear, hidden: int, candidates: int,
-                 learn_reduce: bool):
+                 learn_reduce: bool, width: int):
         super().__init__()
         self.stem, self.reduce, self.flops_per_pixel = stem, reduce, stem_flops
+        self.spec = {"kind": "dds", "candidates": candidates, "width": width, "hidden": hidden}
         self.head = nn.Sequential(nn.Conv2d(reduce.out_features, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU(),
                                   nn.Conv2d(hidden, candidates, 1))
         for module in (stem,) if learn_reduce else (stem, reduce):
@@ -55,12 +59,10 @@ def first_block(supernet: Supernet) -> tuple[list[str], str | None]:
         nodes.append(after[0].name)
 
 
+@register_gate("dds")
 @torch.no_grad()
-def dds_gate(supernet: Supernet, width: int | str, hidden: int, candidates: int) -> tuple[DDSGate, dict[str, Any]]:
-    """Build a DDS gate on ``supernet``'s first block at ``width`` (a number, 'smallest' or 'largest').
-
-    Returns the gate and the JSON spec that rebuilds it (:func:`gate_from_spec`).
-    """
+def dds_gate(supernet: Supernet, candidates: int, width: int | str = "smallest", hidden: int = 32) -> DDSGate:
+    """DDS-Net's gate on ``supernet``'s first block at ``width`` (a number, 'smallest' or 'largest')."""
     space = supernet.space
     nodes, attention = first_block(supernet)
     conv = space.nodes[nodes[0]]
@@ -83,9 +85,8 @@ def dds_gate(supernet: Supernet, width: int | str, hidden: int, candidates: int)
         reduce.bias.copy_(head.b1)
     else:
         reduce = nn.Linear(width, max(4, width // 4))
-    gate = DDSGate(nn.Sequential(*layers).eval(), stem_flops, reduce, hidden, candidates, attention is None)
-    spec = {"kind": "dds", "width": width, "hidden": hidden, "candidates": candidates}
-    return gate.to(next(supernet.parameters()).device), spec
+    gate = DDSGate(nn.Sequential(*layers).eval(), stem_flops, reduce, hidden, candidates, attention is None, width)
+    return gate.to(next(supernet.parameters()).device)
 
 
 class ClassifierGate(nn.Module):
@@ -108,23 +109,30 @@ class ClassifierGate(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.fc = nn.Linear(channels, classes)
         self.flops_per_pixel = 2 * macs
+        self.spec = {"kind": "classifier", "candidates": classes, "channels": channels, "stride": stride}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x).mean((2, 3)))
 
 
-def classifier_gate(in_channels: int, classes: int, channels: int = 64, stride: int = 2
-                    ) -> tuple[ClassifierGate, dict[str, Any]]:
-    """A ClassPruning classifier and the JSON spec that rebuilds it (:func:`gate_from_spec`)."""
-    spec = {"kind": "classifier", "classes": classes, "channels": channels, "stride": stride}
-    return ClassifierGate(in_channels, classes, channels, stride), spec
+@register_gate("classifier")
+def classifier_gate(supernet: Supernet, candidates: int, channels: int = 64, stride: int = 2) -> ClassifierGate:
+    """ClassPruning's classifier with one class per candidate, for ``supernet``'s images."""
+    return ClassifierGate(supernet.space.in_channels, candidates, channels, stride).to(
+        next(supernet.parameters()).device)
+
+
+def build_gate(supernet: Supernet, kind: str, candidates: int, **options: Any) -> nn.Module:
+    """A registered gate of ``kind`` over ``candidates`` (its ``spec`` rebuilds it)."""
+    try:
+        return GATES.get(kind)(supernet, candidates, **options)
+    except TypeError as err:
+        raise ValueError(f"gate {kind!r}: {err}") from None
 
 
 def gate_from_spec(supernet: Supernet, spec: dict[str, Any]) -> nn.Module:
     """The (untrained) gate a spec describes, ready for ``load_state_dict``."""
-    if spec["kind"] == "dds":
-        return dds_gate(supernet, spec["width"], spec["hidden"], spec["candidates"])[0]
-    if spec["kind"] == "classifier":
-        gate, _ = classifier_gate(supernet.space.in_channels, spec["classes"], spec["channels"], spec["stride"])
-        return gate.to(next(supernet.parameters()).device)
-    raise ValueError(f"unknown gate kind {spec['kind']!r}")
+    spec = dict(spec)
+    if "classes" in spec:  # a classifier spec of final.pt format 1
+        spec["candidates"] = spec.pop("classes")
+    return build_gate(supernet, **spec)
