@@ -1,4 +1,4 @@
-"""The ``nasden`` command: search | resume | worker | validate | ls | eval | denoise | export."""
+"""The ``nasden`` command: search | resume | worker | validate | ls | data | eval | denoise | export."""
 from __future__ import annotations
 
 import argparse
@@ -239,6 +239,27 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from nasden import datasets
+    if args.action == "ls":
+        print(f"{'name':<10} {'files':>5} {'MB':>6}  where                                      licence")
+        for name in datasets.names():
+            data, where = datasets.manifest(name), datasets.find(name)
+            place = str(where) if where else f"not here (nasden data get {name})"
+            print(f"{name:<10} {len(data.files):>5} {data.size / 1e6:>6.1f}  {place:<42} {data.licence.split(';')[0]}")
+        return 0
+    if not args.name:
+        raise RecipeError("nasden data get: name a dataset, e.g. nasden data get bsd68 (see nasden data ls)")
+    data = datasets.manifest(args.name)
+    if args.source:
+        folder = datasets.copy_from(data, Path(args.source), datasets.cache_root())
+    else:
+        folder = datasets.find(args.name) or datasets.download(data, datasets.cache_root())
+    print(f"{args.name}: {len(data.files)} files checked in {folder}\n  licence: {data.licence}\n"
+          f"  cite: {data.citation}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nasden", description="Neural-architecture search for image denoising.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -274,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("-o", "--override", **overrides)
     command("ls", _ls, "list the registered search spaces and strategies")
+    p = command("data", _data, "list the named datasets (train400, bsd68, ...) or get one into the user cache")
+    p.add_argument("action", choices=["ls", "get"])
+    p.add_argument("name", nargs="?", help="the dataset to get")
+    p.add_argument("--from", dest="source", metavar="DIR",
+                   help="copy the files from this folder (e.g. an offline copy) instead of downloading them")
     p = command("eval", _eval, "score a run's final network on an image folder with synthetic noise")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True, help="image folder, a noisy/clean pair folder, or 'builtin'")

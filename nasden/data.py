@@ -1,9 +1,10 @@
 """Training patches and evaluation images: builtin photographs, image folders, noisy/clean pairs.
 
 ``data: builtin`` uses the natural photographs scikit-image ships in its wheel, so a fresh machine
-needs no download. A folder with ``noisy/`` and ``clean/`` sub-folders is a real-noise pair set
-(files paired by name). Training batches are a pure function of ``(seed, step)``: a resumed run
-sees exactly the batches an uninterrupted one would.
+needs no download; a dataset name (``train400``, ``bsd68``, ... :mod:`nasden.datasets`) is found in
+``$NASDEN_DATA`` or the user cache, or downloaded there. A folder with ``noisy/`` and ``clean/``
+sub-folders is a real-noise pair set (files paired by name). Training batches are a pure function of
+``(seed, step)``: a resumed run sees exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nasden import datasets
+from nasden.datasets import DATA_ENV
 from nasden.errors import NasdenError
 from nasden.images import ImageError, ImageWarning, list_images, load_image
 from nasden.noise import NoiseConfig, add_noise
@@ -24,7 +27,6 @@ from nasden.noise import NoiseConfig, add_noise
 BUILTIN_TRAIN = ("astronaut", "brick", "chelsea", "coffee", "grass", "gravel", "hubble_deep_field", "moon",
                  "motorcycle_left")
 BUILTIN_VAL = ("camera", "coins", "rocket")
-DATA_ENV = "NASDEN_DATA"
 
 
 class DataError(NasdenError, ValueError):
@@ -35,9 +37,10 @@ class DataError(NasdenError, ValueError):
 class DataConfig:
     """Where images come from and how training batches are made.
 
-    ``train`` / ``val``: ``builtin``, an image folder, or a folder with ``noisy/`` and ``clean/``
-    (real noise; ``noise`` is then unused). A bare name such as ``bsd68`` is also looked up in
-    ``$NASDEN_DATA``. ``val_crop`` centre-crops validation images to at most that size.
+    ``train`` / ``val``: ``builtin``, a dataset name (``train400``, ``set12``, ``bsd68``, ``polyu``, ...:
+    :mod:`nasden.datasets`), an image folder, or a folder with ``noisy/`` and ``clean/`` (real noise;
+    ``noise`` is then unused). Other bare names are looked up in ``$NASDEN_DATA``. ``val_crop``
+    centre-crops validation images to at most that size.
     """
 
     train: str = "builtin"
@@ -60,13 +63,22 @@ def builtin_folder() -> Path:
     return Path(skimage.data.__file__).parent
 
 
+def check_folder(name: str | Path) -> None:
+    """Raise ``DataError`` unless :func:`resolve_folder` can give ``name`` (a dataset name always can: it is
+    found or downloaded when the run starts)."""
+    if str(name) not in datasets.names():
+        resolve_folder(name)
+
+
 def resolve_folder(name: str | Path) -> Path:
-    """An existing folder: the path itself, or ``$NASDEN_DATA/<name>``."""
+    """An existing folder: the path itself, a named dataset (found, or downloaded), or ``$NASDEN_DATA/<name>``."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     if path.exists():
         raise DataError(f"data folder {str(name)!r} is a file, not a folder of images")
+    if str(name) in datasets.names():
+        return datasets.locate(str(name))
     root = os.environ.get(DATA_ENV)
     if root and (Path(root) / str(name)).is_dir():
         return Path(root) / str(name)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping, Union
 
 import yaml
 
-from nasden.data import DataConfig, DataError, resolve_folder
+from nasden.data import DataConfig, DataError, check_folder
 from nasden.errors import NasdenError
 from nasden.registry import SPACES, STRATEGIES, UnknownNameError
 from nasden.space import SearchSpace, SpaceError
@@ -302,7 +302,7 @@ def parse_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         folder = getattr(recipe.data, key)
         if folder != "builtin":
             try:
-                resolve_folder(folder)
+                check_folder(folder)
             except DataError as err:
                 raise RecipeError(f"{source}: data.{key}: {err}") from None
     return recipe
