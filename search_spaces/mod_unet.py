@@ -9,7 +9,9 @@ denoiser D_t (Figure 1, restored in ../shared/papers/NOTES.md):
 * a bottom block and ``levels - 1`` decoding blocks: ``layers`` normal layers, then an up-sampling
   layer; the last decoding block has no up-sampling layer (``levels + 1`` decoding blocks in all);
 * skips: a decoding block reads the concatenation of the up-sampled tensor and the encoder's
-  output at its resolution;
+  output at its resolution; with ``fusion`` (an op name, e.g. ``conv3x3``) a fusion convolution
+  without activation maps the concatenation back to ``channels`` first, as the "Conv 72 → 36" rows of
+  the paper's appendix tables do (their kernel size is lost; ``fusion`` names it);
 * a tail convolution (``channels`` → image), and ``v_t = x_{t-1} + tail`` when
   ``residual_denoiser`` (the paper is silent; residual learning is the usual choice for denoisers).
 
@@ -20,6 +22,11 @@ parameter per output channel) and, inside a block, the input of each normal laye
 (dense depth connections over all earlier layers of the block and, in encoding blocks, the block's
 input; a decoding block's input is the wider concatenation, which only its first layer reads).
 Channels stay the same at every resolution, as in the paper's searched networks.
+
+Candidate ops: the defaults are the Figure 1 candidates NOTES.md restores. The appendix's searched
+networks also use ops Figure 1 cannot show: ``PAPER_NORMAL_OPS`` adds the residual block (the most
+frequent op there), ``PAPER_DOWN_OPS`` down-sampling by nearest / bilinear / area interpolation
+followed by a conv, ``PAPER_UP_OPS`` area interpolation; ``recipes/mod_nas.yaml`` searches those.
 """
 from __future__ import annotations
 
@@ -31,6 +38,9 @@ from nasden.space import SearchSpace, width_choices
 NORMAL_OPS = ["conv3x3", "conv5x5", "dilconv3x3", "dilconv5x5", "sepconv3x3", "sepconv5x5"]
 DOWN_OPS = ["conv3x3_s2", "conv5x5_s2", "maxpool_conv1x1", "avgpool_conv1x1"]
 UP_OPS = ["convT3x3_s2", "bilinear_conv3x3", "nearest_conv3x3", "pixelshuffle_conv3x3"]
+PAPER_NORMAL_OPS = [*NORMAL_OPS, "resblock3x3"]
+PAPER_DOWN_OPS = [*DOWN_OPS, "nearest_down_conv3x3", "bilinear_down_conv3x3", "area_down_conv3x3"]
+PAPER_UP_OPS = [*UP_OPS, "area_conv3x3"]
 
 
 class _StageBuilder:
@@ -63,7 +73,7 @@ class _StageBuilder:
 def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers: int = 3, image_channels: int = 1,
                    normal_ops: list[str] | None = None, down_ops: list[str] | None = None,
                    up_ops: list[str] | None = None, group: int | None = 8,
-                   residual_denoiser: bool = True) -> nx.DiGraph:
+                   residual_denoiser: bool = True, fusion: str | None = None) -> nx.DiGraph:
     """The graph of the unfolded space (see the module docstring); ``group=None`` fixes every width."""
     if not 1 <= stages <= 32 or not 1 <= levels <= 6 or not 1 <= layers <= 8:
         raise ValueError(f"mod_unet: expected stages in 1..32, levels in 1..6 and layers in 1..8, "
@@ -87,7 +97,8 @@ def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers:
             graph.add_node(cat, op="concat")
             graph.add_edge(up, cat)
             graph.add_edge(skips[level], cat)
-            current = b.block(f"dec{level}", cat, layers, normal_ops, dense_from_start=False)
+            start = b.layer(f"dec{level}_fuse", [fusion], [cat], pre_relu=False) if fusion else cat
+            current = b.block(f"dec{level}", start, layers, normal_ops, dense_from_start=False)
         tail = b.layer("tail", ["conv3x3"], [current], channels=image_channels)
         denoised = tail
         if residual_denoiser:
@@ -106,7 +117,7 @@ def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers:
 @register_space("mod_unet")
 def mod_unet(stages: int = 1, levels: int = 2, channels: int = 48, layers: int = 3, image_channels: int = 1,
              normal_ops: list[str] | None = None, down_ops: list[str] | None = None, up_ops: list[str] | None = None,
-             group: int | None = 8, residual_denoiser: bool = True) -> SearchSpace:
+             group: int | None = 8, residual_denoiser: bool = True, fusion: str | None = None) -> SearchSpace:
     """MoD-NAS's unfolded U-Net space: ``stages`` (T) unfolding steps, ``levels`` down-samplings per U-Net."""
     return SearchSpace(mod_unet_graph(stages, levels, channels, layers, image_channels, normal_ops, down_ops, up_ops,
-                                      group, residual_denoiser), "mod_unet")
+                                      group, residual_denoiser, fusion), "mod_unet")

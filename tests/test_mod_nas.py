@@ -15,7 +15,15 @@ from nasden.recipe import parse_recipe
 from nasden.relaxation import ArchParameters
 from nasden.run import create_run, execute
 from nasden.search_spaces.backbones import dncnn_graph
-from nasden.search_spaces.mod_unet import DOWN_OPS, NORMAL_OPS, UP_OPS, mod_unet
+from nasden.search_spaces.mod_unet import (
+    DOWN_OPS,
+    NORMAL_OPS,
+    PAPER_DOWN_OPS,
+    PAPER_NORMAL_OPS,
+    PAPER_UP_OPS,
+    UP_OPS,
+    mod_unet,
+)
 from nasden.shapes import live_nodes
 from nasden.space import SearchSpace, SpaceError
 from nasden.supernet import Supernet
@@ -61,12 +69,12 @@ def test_unfold_node_errors_name_the_node() -> None:
         SearchSpace(g)
 
 
-@pytest.mark.parametrize("op", NORMAL_OPS + DOWN_OPS + UP_OPS)
+@pytest.mark.parametrize("op", PAPER_NORMAL_OPS + PAPER_DOWN_OPS + PAPER_UP_OPS)
 @pytest.mark.parametrize("side", [32, 16, 8])
 def test_every_candidate_op_shapes_at_every_resolution(op: str, side: int) -> None:
     layer = MixedOp((op,), 16, 24, pre_relu=True)
     x = torch.randn(2, 16, side, side)
-    expected = side // 2 if op in DOWN_OPS else side * 2 if op in UP_OPS else side
+    expected = side // 2 if op in PAPER_DOWN_OPS else side * 2 if op in PAPER_UP_OPS else side
     assert layer(x, op, 24).shape == (2, 24, expected, expected)
     assert layer(x[:, :8], op, 16).shape == (2, 16, expected, expected)  # slimmed input and output
     assert layer(x, torch.ones(1), torch.rand(24)).shape == (2, 24, expected, expected)  # relaxed
@@ -92,6 +100,27 @@ def test_mod_unet_structure_and_forward(stages: int) -> None:
         out = supernet(x, arch)
         assert out.shape == x.shape
         torch.testing.assert_close(extract(supernet, arch)(x), out, rtol=1e-4, atol=1e-5)
+
+
+def test_three_levels_with_fusion_convs_and_the_appendix_ops_build_and_extract() -> None:
+    space = mod_unet(levels=3, channels=8, layers=2, fusion="conv3x3", normal_ops=PAPER_NORMAL_OPS,
+                     down_ops=PAPER_DOWN_OPS, up_ops=PAPER_UP_OPS)
+    assert space.resolution_multiple == 8
+    for level in range(3):  # each concatenation is fused back to the block width before the block reads it
+        fuse = space.nodes[f"t1_dec{level}_fuse"]
+        assert fuse.preds == (f"t1_cat{level}",) and not fuse.pre_relu and fuse.ops == ("conv3x3",)
+        assert space.nodes[f"t1_dec{level}_n1"].preds == (fuse.name,)
+    assert "resblock3x3" in space.choices()["op:t1_enc2_n1"].values
+    assert "area_down_conv3x3" in space.choices()["op:t1_enc0_down"].values
+    supernet = Supernet(space)
+    x = torch.rand(2, 1, 16, 24)
+    archs = [space.largest(), space.smallest(), *(space.sample(seed) for seed in range(4))]
+    archs.append({**space.largest(), **{label: "resblock3x3" for label, choice in space.choices().items()
+                                        if choice.kind == "op" and "resblock3x3" in choice.values}})
+    for arch in archs:
+        torch.testing.assert_close(extract(supernet, arch)(x), supernet(x, arch), rtol=1e-4, atol=1e-5)
+    relaxed = ArchParameters(space)
+    assert supernet(x, relaxed.relaxed()).shape == x.shape  # every candidate at once, as DARTS runs them
 
 
 def test_paper_sized_space_matches_the_papers_parameter_counts() -> None:

@@ -7,11 +7,12 @@ from nasden.ops.channelwise import DynamicBatchNorm, Identity, ReLU, VariableBat
 from nasden.ops.convolution import (
     DynamicConv,
     DynamicConvTranspose,
+    InterpolateConv,
     PoolConv,
+    ResidualBlock,
     SeparableConv,
     ShuffleConv,
     UnshuffleConv,
-    UpsampleConv,
 )
 from nasden.registry import OPS
 
@@ -30,8 +31,11 @@ _register(OpSpec("maxpool_conv1x1", PoolConv, {"pool": "max"}, scale=1, supports
 _register(OpSpec("avgpool_conv1x1", PoolConv, {"pool": "avg"}, scale=1, supports_nm=True))
 _register(OpSpec("unshuffle_conv3x3", UnshuffleConv, scale=1, supports_nm=True))
 _register(OpSpec("convT3x3_s2", DynamicConvTranspose, {"kernel": 3}, scale=-1))
-_register(OpSpec("bilinear_conv3x3", UpsampleConv, {"mode": "bilinear"}, scale=-1, supports_nm=True))
-_register(OpSpec("nearest_conv3x3", UpsampleConv, {"mode": "nearest"}, scale=-1, supports_nm=True))
+for _mode in ("bilinear", "nearest", "area"):  # up: interpolate 2×, then conv 3×3; down: ½×, then conv 3×3
+    _register(OpSpec(f"{_mode}_conv3x3", InterpolateConv, {"mode": _mode}, scale=-1, supports_nm=True))
+    _register(OpSpec(f"{_mode}_down_conv3x3", InterpolateConv, {"mode": _mode, "factor": 0.5}, scale=1,
+                     supports_nm=True))
+_register(OpSpec("resblock3x3", ResidualBlock))
 _register(OpSpec("pixelshuffle_conv3x3", ShuffleConv, scale=-1, in_multiple=4, supports_nm=True))
 _register(OpSpec("relu", ReLU, preserves_channels=True))
 _register(OpSpec("identity", Identity, preserves_channels=True))

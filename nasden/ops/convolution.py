@@ -193,28 +193,65 @@ class PoolConv(DynamicOp):
         return DynamicConv.cost(cin, cout, kernel=1)
 
 
-class UpsampleConv(DynamicOp):
-    """Bilinear or nearest 2× upsampling followed by a 3×3 convolution."""
+class InterpolateConv(DynamicOp):
+    """Interpolation by ``factor`` (2: up, 0.5: down; ``mode`` nearest, bilinear or area) followed by a 3×3
+    convolution for the channels (MoD-NAS: "each interpolation operation is followed by a convolution")."""
 
-    def __init__(self, cin: int, cout: int, mode: str = "bilinear"):
+    def __init__(self, cin: int, cout: int, mode: str = "bilinear", factor: float = 2.0):
         super().__init__()
-        self.mode = mode
+        self.mode, self.factor = mode, factor
         self.conv = DynamicConv(cin, cout, kernel=3)
 
     def _align(self) -> bool | None:
         return False if self.mode == "bilinear" else None
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode=self.mode, align_corners=self._align())
+        x = F.interpolate(x, scale_factor=self.factor, mode=self.mode, align_corners=self._align())
         return self.conv(x, out, nm)
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
-        upsample = nn.Upsample(scale_factor=2, mode=self.mode, align_corners=self._align())
-        return nn.Sequential(upsample, self.conv.extract(layout, out, nm))
+        resize = nn.Upsample(scale_factor=self.factor, mode=self.mode, align_corners=self._align())
+        return nn.Sequential(resize, self.conv.extract(layout, out, nm))
 
     @classmethod
-    def cost(cls, cin: int, cout: int, mode: str = "bilinear") -> tuple[float, int]:
+    def cost(cls, cin: int, cout: int, mode: str = "bilinear", factor: float = 2.0) -> tuple[float, int]:
         return DynamicConv.cost(cin, cout, kernel=3)
+
+
+class StaticResidualBlock(nn.Module):
+    """``second(relu(first(x))) + shortcut(x)``: an extracted :class:`ResidualBlock`."""
+
+    def __init__(self, first: nn.Module, second: nn.Module, shortcut: nn.Module):
+        super().__init__()
+        self.first, self.second, self.shortcut = first, second, shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.second(F.relu(self.first(x))) + self.shortcut(x)
+
+
+class ResidualBlock(DynamicOp):
+    """conv 3×3 → ReLU → conv 3×3, plus a 1×1 convolution of the input: the residual block of MoD-NAS's
+    searched networks (appendix, tables 7-8; its most frequent normal op). The paper does not draw the
+    block; its rows change width (e.g. 28 → 40), so the shortcut here is a learned 1×1 projection, which
+    also keeps a slimmed block exact to extract."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.first = DynamicConv(cin, cout, kernel=3)
+        self.second = DynamicConv(cout, cout, kernel=3)
+        self.shortcut = DynamicConv(cin, cout, kernel=1)
+
+    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+        return self.second(F.relu(self.first(x, out)), out) + self.shortcut(x, out)
+
+    def extract(self, layout: Layout, out: int, nm: NM | None = None) -> StaticResidualBlock:
+        return StaticResidualBlock(self.first.extract(layout, out), self.second.extract(Layout.dense(out), out),
+                                   self.shortcut.extract(layout, out))
+
+    @classmethod
+    def cost(cls, cin: int, cout: int) -> tuple[float, int]:
+        parts = [DynamicConv.cost(cin, cout), DynamicConv.cost(cout, cout), DynamicConv.cost(cin, cout, kernel=1)]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 class ShuffleConv(DynamicOp):
