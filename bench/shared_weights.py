@@ -4,10 +4,13 @@ For DDS-Net (slimmable DnCNN, 4 candidates from 20% to 100% width, DDS gate) and
 branches 1:4, 2:4, 4:4 of a DnCNN with variable BN, difficulty classifier), both 17 layers × 64 channels:
 parameters and ``final.pt`` size with one shared weight set against the E separately extracted networks
 nasden stored before; CPU time of every candidate run from the shared weights against its extracted
-network (interleaved, the median of ``--runs``, in one process so the ratio is fair); and the gate's time
-against the smallest candidate's. Random weights: time and size do not depend on them.
+network (interleaved, the median of ``--runs``, in one process so the ratio is fair); and what the gate
+adds: the whole dynamic denoiser made to choose the smallest candidate (a huge cost bias) against that
+candidate alone. DDS-Net's gate hands its first block to the candidate (``DynamicDenoiser.shared_block``),
+so only its squeeze and head are extra; the classifier runs its own four blocks. Random weights: time and
+size do not depend on them.
 
-    python bench/shared_weights.py [--side 256] [--runs 15]
+    python bench/shared_weights.py [--side 256] [--runs 31]
 
 Results: bench/results/shared_weights.{json,md}.
 """
@@ -39,8 +42,8 @@ def megabytes(state: dict[str, Any]) -> float:
     return buffer.tell() / 2 ** 20
 
 
-def median_seconds(calls: list[Callable[[], Any]], runs: int) -> list[float]:
-    """Median wall time of each call, the calls interleaved run by run (machine noise hits all alike)."""
+def wall_times(calls: list[Callable[[], Any]], runs: int) -> list[list[float]]:
+    """Wall times of each call over ``runs`` rounds, the calls interleaved in each round (noise hits all alike)."""
     times: list[list[float]] = [[] for _ in calls]
     with torch.no_grad():
         for call in calls:
@@ -50,7 +53,7 @@ def median_seconds(calls: list[Callable[[], Any]], runs: int) -> list[float]:
                 start = time.perf_counter()
                 call()
                 times[index].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
 
 
 def dds() -> DynamicDenoiser:
@@ -78,18 +81,22 @@ def measure(name: str, model: DynamicDenoiser, side: int, runs: int) -> list[dic
     separate = {f"candidates.{i}.{k}": v for i, net in enumerate(extracted) for k, v in net.state_dict().items()}
     separate.update({f"gate.{k}": v for k, v in model.gate.state_dict().items()})
     x = torch.rand(1, space.in_channels, side, side)
-    calls: list[Callable[[], Any]] = [lambda: model.gate(x)]
+    model.cost_bias = 1e9  # always the smallest candidate: the gate's overhead is the difference
+    calls: list[Callable[[], Any]] = [lambda: model(x)]
     for view, network in zip(model.candidates, extracted):
         calls += [lambda view=view: view(x), lambda network=network: network(x)]
-    seconds = median_seconds(calls, runs)
-    gate_s, pairs = seconds[0], list(zip(seconds[1::2], seconds[2::2]))
+    times = wall_times(calls, runs)
+    seconds = [statistics.median(t) for t in times]
+    pairs = list(zip(seconds[1::2], seconds[2::2]))
+    # the gate's share: the median of the per-round differences (routed − the smallest alone, run back to back)
+    gate_s = statistics.median(routed - alone for routed, alone in zip(times[0], times[1]))
     described = final.describe(model, space, final.dynamic_spec(model))
     rows = []
     for index, (shared_s, extracted_s) in enumerate(pairs):
         rows.append({"method": name, "candidate": index, "flops_per_pixel": round(model.flops[index]),
                      "shared_ms": round(1000 * shared_s, 2), "extracted_ms": round(1000 * extracted_s, 2),
                      "shared/extracted": round(shared_s / extracted_s, 3)})
-    rows.append({"method": name, "candidate": "gate", "flops_per_pixel": round(model.gate_flops),
+    rows.append({"method": name, "candidate": "gate (routed − smallest)", "flops_per_pixel": round(model.gate_flops),
                  "shared_ms": round(1000 * gate_s, 2), "extracted_ms": "",
                  "shared/extracted": f"{gate_s / pairs[0][0]:.3f} of the smallest"})
     summary = {"method": name, "params_shared": described["params"],
@@ -104,7 +111,7 @@ def measure(name: str, model: DynamicDenoiser, side: int, runs: int) -> list[dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=31)
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {name: measure(name, build(), args.side, args.runs)

@@ -6,15 +6,22 @@ what some candidate uses (:meth:`nasden.supernet.Supernet.restrict`), and runs c
 ``supernet(x, archs[i])``, slicing widths and applying N:M masks from the same tensors. Where the space
 has BatchNorm whose statistics depend on the width, each candidate keeps its own recalibrated running
 statistics (a few numbers per channel) and swaps them in before it runs.
+
+A gate that computes the network's first block (DDS-Net's: a conv and its ReLU at the gate's width)
+hands that block's output to the chosen candidate, which computes only the channels beyond the
+gate's width: the gate then costs the candidate nothing but its squeeze and head.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasden.ops.channelwise import DynamicBatchNorm
+from nasden.ops.convolution import DynamicConv
+from nasden.shapes import chosen_width
 from nasden.space import Architecture
 from nasden.supernet import Supernet
 
@@ -61,6 +68,27 @@ class Candidate(nn.Module):
         return self.network(x, self.arch)
 
 
+class SharedBlock(NamedTuple):
+    """The first block a gate computes for the candidates: its conv node, its last node, the gate's width."""
+
+    conv: str
+    last: str
+    width: int
+
+
+def shared_block(gate: nn.Module, network: Supernet) -> SharedBlock | None:
+    """What ``gate`` computes of ``network``'s first block, if the candidates can take it over: the gate names
+    the block (``gate.block``, ``gate.width``, ``gate.classify``), a plain conv followed by ReLUs only."""
+    block = getattr(gate, "block", None)
+    if not block or not hasattr(gate, "classify"):
+        return None
+    nodes = [network.space.nodes[name] for name in block]
+    conv = network.layers[block[0]].candidates[nodes[0].ops[0]] if len(nodes[0].ops) == 1 else None
+    if not isinstance(conv, DynamicConv) or nodes[0].pre_relu or any(n.ops != ("relu",) for n in nodes[1:]):
+        return None
+    return SharedBlock(block[0], block[-1], gate.width)
+
+
 class DynamicDenoiser(nn.Module):
     """Gate + candidates of one shared network, sorted by cost. A batch runs its gate once, then each
     group of images that chose the same candidate in one call; ``counts`` tallies the choices.
@@ -89,6 +117,7 @@ class DynamicDenoiser(nn.Module):
         self.flops = [float(f) for f in flops]
         self.counts = torch.zeros(len(archs), dtype=torch.long)
         self.cost_bias = cost_bias
+        self.shared_block = shared_block(gate, self.network)
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -97,7 +126,12 @@ class DynamicDenoiser(nn.Module):
 
     @property
     def gate_flops(self) -> float:
-        """FLOPs per pixel the gate itself costs."""
+        """FLOPs per pixel the gate adds to the chosen candidate's: none beyond its squeeze and head when every
+        candidate takes its first block over whole (no candidate narrower there than the gate)."""
+        block = self.shared_block
+        if block is not None and all(chosen_width(self.network.space.nodes[block.conv], arch) >= block.width
+                                     for arch in self.archs):
+            return 0.0
         return float(getattr(self.gate, "flops_per_pixel", 0.0))
 
     def route(self, x: Tensor) -> Tensor:
@@ -110,20 +144,48 @@ class DynamicDenoiser(nn.Module):
         relative = torch.tensor(self.flops, device=logits.device) / max(self.flops)
         return (logits - cost_bias * relative).argmax(1)
 
-    def run(self, x: Tensor, choice: Tensor) -> Tensor:
-        """Run each image on its chosen candidate, one call per candidate chosen."""
+    def run(self, x: Tensor, choice: Tensor, features: Tensor | None = None) -> Tensor:
+        """Run each image on its chosen candidate, one call per candidate chosen (``features``: the gate's
+        first-block output, for the candidates to take over)."""
         self.counts += torch.bincount(choice.cpu(), minlength=len(self.archs))
         first = int(choice[0])
         if bool((choice == first).all()):
-            return self._views[first](x)
+            return self._candidate(first, x, features)
         out = torch.empty_like(x)
         for index in choice.unique().tolist():
             rows = (choice == index).nonzero().flatten()
-            out[rows] = self._views[index](x[rows])
+            out[rows] = self._candidate(index, x[rows], None if features is None else features[rows])
         return out
 
+    def route_and_run(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The denoised batch and each image's choice, the first block computed once when the gate shares it."""
+        if self.shared_block is None:
+            choice = self.route(x)
+            return self.run(x, choice), choice
+        features = self.gate.stem(x)
+        choice = self.choose(self.gate.classify(features), self.cost_bias)
+        return self.run(x, choice, features), choice
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.run(x, self.route(x))
+        return self.route_and_run(x)[0]
+
+    def _candidate(self, index: int, x: Tensor, features: Tensor | None) -> Tensor:
+        view = self._views[index]
+        if features is None or self.shared_block is None:
+            return view(x)
+        conv_name, last, width = self.shared_block
+        node = self.network.space.nodes[conv_name]
+        wanted = chosen_width(node, view.arch)
+        if wanted <= width:
+            block = features[:, :wanted]
+        else:  # the channels beyond the gate's: the same conv's next output rows, then ReLU
+            conv: DynamicConv = self.network.layers[conv_name].candidates[node.ops[0]]
+            weight = conv.weight[width:wanted].contiguous(memory_format=torch.channels_last)
+            rest = F.conv2d(x, weight, None if conv.bias is None else conv.bias[width:wanted], conv.stride,
+                            conv.padding, conv.dilation)
+            block = torch.cat([features, F.relu(rest)], 1)
+        view.statistics.load_into(self.network)
+        return self.network(x, view.arch, given={last: block})
 
     def reset_counts(self) -> None:
         self.counts.zero_()

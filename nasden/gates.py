@@ -30,9 +30,10 @@ class DDSGate(nn.Module):
     """
 
     def __init__(self, stem: nn.Module, stem_flops: float, reduce: nn.Linear, hidden: int, candidates: int,
-                 learn_reduce: bool, width: int):
+                 learn_reduce: bool, width: int, block: list[str]):
         super().__init__()
         self.stem, self.reduce, self.flops_per_pixel = stem, reduce, stem_flops
+        self.block, self.width = block, width  # the supernet nodes the stem computes, at this width
         self.spec = {"kind": "dds", "candidates": candidates, "width": width, "hidden": hidden}
         self.head = nn.Sequential(nn.Conv2d(reduce.out_features, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU(),
                                   nn.Conv2d(hidden, candidates, 1))
@@ -40,7 +41,10 @@ class DDSGate(nn.Module):
             module.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
-        features = self.stem(x)
+        return self.classify(self.stem(x))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """The logits from the stem's output (which a dynamic denoiser reuses as its first block's)."""
         reduced = F.relu(self.reduce(features.mean((2, 3))))
         return self.head(reduced[:, :, None, None]).flatten(1)
 
@@ -85,7 +89,9 @@ def dds_gate(supernet: Supernet, candidates: int, width: int | str = "smallest",
         reduce.bias.copy_(head.b1)
     else:
         reduce = nn.Linear(width, max(4, width // 4))
-    gate = DDSGate(nn.Sequential(*layers).eval(), stem_flops, reduce, hidden, candidates, attention is None, width)
+    stem = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)  # as the supernet's convs run
+    gate = DDSGate(stem, stem_flops, reduce, hidden, candidates, attention is None, width,
+                   nodes)
     return gate.to(next(supernet.parameters()).device)
 
 

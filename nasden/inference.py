@@ -139,8 +139,7 @@ def _crops(padded: Tensor, boxes: list[Box]) -> Tensor:
 
 def _whole(model: nn.Module, padded: Tensor, h: int, w: int) -> Denoised:
     if is_dynamic(model):
-        choice = model.route(padded)
-        result = model.run(padded, choice)
+        result, choice = model.route_and_run(padded)
         return Denoised(result[0, :, :h, :w].cpu(), model.flops[int(choice)] + model.gate_flops, choice.tolist(),
                         [(0, 0, padded.shape[-2], padded.shape[-1])])
     return Denoised(model(padded)[0, :, :h, :w].cpu())

@@ -1,7 +1,7 @@
 """Shape inference: which channels every tensor carries under a discrete architecture."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from nasden.ops.base import NM, Layout
 from nasden.ops.nm import parse_nm
@@ -26,9 +26,10 @@ def chosen_nm(node: Node, arch: Mapping[str, Any]) -> NM | None:
     return parse_nm(arch[node.nm_label]) if node.nm_label else None
 
 
-def live_nodes(space: SearchSpace, arch: Mapping[str, Any]) -> set[str]:
+def live_nodes(space: SearchSpace, arch: Mapping[str, Any], given: Collection[str] = ()) -> set[str]:
     """The nodes the output depends on under ``arch``: a layer reads only its chosen input, so the layers
-    a dense depth connection skips are dead. With a relaxed input choice every input is live."""
+    a dense depth connection skips are dead. With a relaxed input choice every input is live. Nodes in
+    ``given`` are live but what they read is not (their values come from elsewhere)."""
     live: set[str] = set()
     stack = [space.output_node.name]
     while stack:
@@ -36,6 +37,8 @@ def live_nodes(space: SearchSpace, arch: Mapping[str, Any]) -> set[str]:
         if name in live:
             continue
         live.add(name)
+        if name in given:
+            continue
         node = space.nodes[name]
         discrete_input = node.input_label is not None and isinstance(arch[node.input_label], str)
         stack.extend([chosen_input(node, arch)] if discrete_input else node.preds)

@@ -95,7 +95,9 @@ class Supernet(nn.Module):
                 del restricted.layers[name]
         return restricted
 
-    def forward(self, x: Tensor, arch: Mapping[str, Any] | None = None) -> Tensor:
+    def forward(self, x: Tensor, arch: Mapping[str, Any] | None = None,
+                given: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Run ``arch``; ``given``: node outputs computed elsewhere (the nodes only they read are skipped)."""
         if arch is None:
             arch = self._active if self._active is not None else self._largest
         else:
@@ -103,10 +105,13 @@ class Supernet(nn.Module):
         if x.shape[1] != self.space.in_channels:
             raise ValueError(f"space {self.space.name!r} takes {self.space.in_channels}-channel images, "
                              f"got a tensor of shape {tuple(x.shape)}")
-        live = live_nodes(self.space, arch) if self._input_labels else None
+        given = given or {}
+        live = live_nodes(self.space, arch, given) if self._input_labels or given else None
         values: dict[str, Tensor] = {}
         for name, node in self.space.nodes.items():
-            if live is None or name in live:
+            if name in given:
+                values[name] = given[name]
+            elif live is None or name in live:
                 values[name] = self._node(node, x, values, arch)
             for dead in self._frees[name]:
                 values.pop(dead, None)

@@ -10,7 +10,7 @@ from nasden import final
 from nasden.dynamic import DynamicDenoiser, batchnorm_statistics
 from nasden.errors import RunError
 from nasden.extract import extract
-from nasden.gates import ClassifierGate
+from nasden.gates import ClassifierGate, build_gate
 from nasden.inference import denoise
 from nasden.recipe import parse_recipe
 from nasden.registry import SPACES
@@ -160,3 +160,29 @@ def test_a_format_1_network_that_the_supernet_does_not_reproduce_is_refused(tmp_
     (run_dir / "context.pt").unlink()
     with pytest.raises(RunError, match="no context.pt to convert it from"):
         final.load(run_dir)
+
+
+@pytest.mark.parametrize("width", ["smallest", "largest"])
+def test_the_dds_gate_hands_its_first_block_to_the_candidates(width: str) -> None:
+    space = SPACES.get("slimmable")(depth=4, channels=16)
+    supernet = _trained_like(Supernet(space))
+    archs = [space.smallest(), space.sample(1), space.largest()]
+    model = DynamicDenoiser(build_gate(supernet, "dds", 3, width=width), supernet, archs, [1.0, 2.0, 3.0]).eval()
+    assert model.shared_block is not None and model.shared_block.width == (8 if width == "smallest" else 16)
+    x = torch.rand(6, 1, 16, 16)
+    with torch.no_grad():
+        choice = torch.tensor([0, 1, 2, 0, 1, 2])  # every candidate, taking the gate's block over
+        reused = model.run(x, choice, model.gate.stem(x))
+        separate = torch.cat([model.candidates[int(c)](x[i: i + 1]) for i, c in enumerate(choice)])
+        torch.testing.assert_close(reused, separate, atol=1e-5, rtol=0)
+        out, chosen = model.route_and_run(x)
+        assert chosen.tolist() == model.route(x).tolist()  # the same choices as the gate run on its own
+        torch.testing.assert_close(out, torch.cat([model.candidates[int(c)](x[i: i + 1])
+                                                   for i, c in enumerate(chosen)]), atol=1e-5, rtol=0)
+
+
+def test_a_gate_without_the_first_block_runs_its_own() -> None:
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    model = DynamicDenoiser(ClassifierGate(1, 2, channels=8), Supernet(space), [space.smallest(), space.largest()],
+                            [1.0, 2.0])
+    assert model.shared_block is None
