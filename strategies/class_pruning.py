@@ -100,6 +100,7 @@ class ClassifierPretrain(Strategy):
     """ClassPruning stage 1: train the difficulty classifier on pseudo labels (Eq. 2-3) with cross-entropy."""
 
     Config = ClassifierConfig
+    summary_keys = frozenset({"steps", "median_sigmas", "held_out_accuracy", "gate_flops_per_pixel"})
     provides = frozenset({"classifier"})
     space_choices = frozenset({"nm"})
     smoke_options = {"steps": 4, "checkpoint_every": 2, "channels": 8, "pool_batches": 2}
@@ -174,6 +175,8 @@ class JointConfig(BranchConfig):
 class _BranchStage(Strategy):
     """Shared loop of stages 2 and 3: every branch runs on every image; ends with the dynamic denoiser."""
 
+    summary_keys = frozenset({"steps", "gradient", "val_psnr", "val_flops_per_pixel", "val_flops_ratio", "val_shares",
+                              "branch_val_psnr", "branch_flops_per_pixel"})
     requires = frozenset({"classifier"})
     provides = frozenset({"final"})
     space_choices = frozenset({"nm"})

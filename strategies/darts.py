@@ -158,6 +158,8 @@ class Darts(Strategy):
     architecture for a following ``train`` stage."""
 
     Config = DartsConfig
+    summary_keys = frozenset({
+        "arch", "derived", "flops_per_pixel", "params", "largest_probability", "supernet_val_psnr"})
     provides = frozenset({"arch"})
     space_choices = frozenset({"op", "input", "width"})
     data_parallel = True

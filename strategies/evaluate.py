@@ -47,6 +47,7 @@ class Evaluate(Strategy):
     """Score the run's final network (or the chosen architecture) on test sets; JSON + Markdown table."""
 
     Config = EvaluateConfig
+    summary_keys = frozenset({"network", "latency_ms", "device", "sets"})
     smoke_options = {"latency_size": 16, "latency_runs": 2}
 
     def check_space(self, space: SearchSpace) -> None:

@@ -170,6 +170,7 @@ class Evolution(Strategy):
     """Multi-objective evolutionary search (Optuna; NSGA-II by default) of PSNR vs FLOPs with supernet weights."""
 
     Config = EvolutionConfig
+    summary_keys = frozenset({"trials", "failed_trials", "front", "pareto", "sampler", "elapsed_seconds"})
     provides = frozenset({"candidates"})
     space_choices = frozenset({"op", "input", "width", "nm"})
     has_workers = True

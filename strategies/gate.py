@@ -136,6 +136,8 @@ class Gate(Strategy):
     """Train a routing gate over candidates from the routing space; the result is a dynamic denoiser."""
 
     Config = GateConfig
+    summary_keys = frozenset({
+        "candidates", "budget_flops", "gate_flops_per_pixel", "val_psnr", "val_flops_per_pixel", "val_choices"})
     requires = frozenset({"candidates"})
     provides = frozenset({"final"})
     smoke_options = {"candidates": 2, "steps": 4, "checkpoint_every": 2, "calibration_batches": 1}

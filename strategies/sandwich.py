@@ -93,6 +93,7 @@ class Sandwich(Strategy):
     """Train a slimmable supernet with the sandwich rule and in-place synergy distillation (DDS-Net stage 1)."""
 
     Config = SandwichConfig
+    summary_keys = frozenset({"steps", "distill", "n", "val_psnr_largest", "val_psnr_smallest"})
     space_choices = frozenset({"width"})
     data_parallel = True
     smoke_options = {"steps": 4, "n": 3, "checkpoint_every": 2, "val_every": 2, "val_size": 16}

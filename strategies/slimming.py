@@ -50,6 +50,8 @@ class ProgressiveSlimming(Strategy):
     """Greedy progressive slimming from the largest to the smallest width configuration (DDS-Net stage 2)."""
 
     Config = SlimmingConfig
+    summary_keys = frozenset({
+        "architectures", "evaluations", "largest", "smallest", "routing_space", "elapsed_seconds"})
     provides = frozenset({"candidates"})
     space_choices = frozenset({"width"})
     smoke_options = {"group": 4, "val_images": 1, "val_size": 16, "calibration_batches": 1}

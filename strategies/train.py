@@ -84,6 +84,7 @@ class Train(Strategy):
     """Train a fixed architecture (Adam, cosine schedule, MSE or L1); it becomes the run's final network."""
 
     Config = TrainConfig
+    summary_keys = frozenset({"arch", "steps", "val_psnr", "flops_per_pixel", "params"})
     provides = frozenset({"arch", "final"})
     data_parallel = True
     smoke_options = {"steps": 6, "checkpoint_every": 2, "val_every": 3}
