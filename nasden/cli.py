@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import sys
@@ -10,7 +11,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import yaml
@@ -25,6 +26,9 @@ from nasden.output_plan import plan_outputs
 from nasden.recipe import RecipeError, load_recipe
 from nasden.registry import SPACES, STRATEGIES
 from nasden.strategy import StageFailed
+
+if TYPE_CHECKING:
+    from nasden.inference import Denoised
 
 RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps)=")
 SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
@@ -202,27 +206,51 @@ def _denoise(args: argparse.Namespace) -> int:
     for job in jobs:
         src, dst = job.source, job.output
         replaced = " (replaced)" if dst.exists() else ""
-        try:
-            noisy = load_image(src, space.in_channels)
+        try:  # a gray network keeps a colour photo in colour (nasden.color); an RGB one gets RGB
+            noisy = load_image(src, None if space.in_channels == 1 else space.in_channels)
         except ImageError as err:
             if len(jobs) == 1:
                 raise
             print(f"skipped: {err}", file=sys.stderr)
             skipped += 1
             continue
-        result = denoise(model, noisy, space.resolution_multiple, args.tile or None, args.overlap, args.route,
-                         quiet=args.quiet)
+        def run(image: torch.Tensor) -> Denoised:
+            return denoise(model, image, space.resolution_multiple, args.tile or None, args.overlap, args.route,
+                           quiet=args.quiet)
+
+        if noisy.shape[0] == 3 and space.in_channels == 1:
+            result = _denoise_color(run, noisy, args.color)
+            note = f"  (colour through the gray network: {COLOR_NOTES[args.color]})"
+        else:
+            result, note = run(noisy), ""
         save_image(result.image, dst)
-        note = ""
         if dynamic:
             used = [result.choices.count(i) for i in range(len(model.candidates))]
-            note = f"  ({result.flops_per_pixel:.4g} FLOPs/pixel; {args.route} routing, tiles per candidate {used})"
+            note += f"  ({result.flops_per_pixel:.4g} FLOPs/pixel; {args.route} routing, tiles per candidate {used})"
             if job.route_map:
                 save_image(route_map(result, len(model.candidates)), job.route_map)
         print(f"{src} → {dst}{replaced}{note}")
     if skipped == len(jobs):
         raise ImageError(f"{args.input}: every image was skipped; nothing was written")
     return 0
+
+
+COLOR_NOTES = {"channels": "each RGB channel", "luma": "luminance only, chrominance kept"}
+
+
+def _denoise_color(run: Callable[[torch.Tensor], Denoised], rgb: torch.Tensor, mode: str) -> Denoised:
+    """A colour image through a gray network (:mod:`nasden.color`): FLOPs summed over the passes; the
+    choices of the last pass (for the route map)."""
+    from nasden.color import denoise_in_color
+    passes: list[Denoised] = []
+
+    def gray(image: torch.Tensor) -> torch.Tensor:
+        passes.append(run(image))
+        return passes[-1].image
+
+    image = denoise_in_color(gray, rgb, mode)  # type: ignore[arg-type]
+    flops = None if passes[-1].flops_per_pixel is None else sum(p.flops_per_pixel or 0.0 for p in passes)
+    return dataclasses.replace(passes[-1], image=image, flops_per_pixel=flops)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -320,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic denoisers: larger picks cheaper candidates, smaller better ones (default: the "
                         "run's own, 0 for a classifying gate)")
     p.add_argument("--sigma", type=float, help="the noise level of the input (checked against the training noise)")
+    p.add_argument("--color", choices=["channels", "luma"], default="channels",
+                   help="a colour photo through a gray network: each RGB channel (default) or the luminance only")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p = command("export", _export, "export a run's final network as TorchScript or ONNX")

@@ -54,8 +54,8 @@ def _to_array(image: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(image, dtype=np.float64) / 255.0
 
 
-def load_image(path: str | Path, channels: int) -> torch.Tensor:
-    """A ``[channels, H, W]`` float tensor in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB)."""
+def load_image(path: str | Path, channels: int | None) -> torch.Tensor:
+    """A ``[channels, H, W]`` float tensor in [0, 1]; ``channels`` is 1 (gray), 3 (RGB) or None (the file's own)."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
