@@ -159,6 +159,12 @@ class PatchSampler:
         self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed
         self.smallest_side = min(min(img.shape[1:]) for img in self.clean)
 
+    def with_noise(self, noise: NoiseConfig) -> PatchSampler:
+        """The same patches with ``noise`` instead (a stage that trains at another noise level)."""
+        other = copy.copy(self)
+        other.noise = noise
+        return other
+
     def halves(self) -> tuple[PatchSampler, PatchSampler]:
         """Two samplers over disjoint halves of the training images (even and odd positions), as
         differentiable search trains weights on one and architecture parameters on the other."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from nasden.cost import cost
 from nasden.evaluation import score
@@ -14,6 +14,7 @@ from nasden.extract import extract
 from nasden.final import static_spec
 from nasden.inference import denoise
 from nasden.metrics import psnr
+from nasden.noise import NoiseConfig
 from nasden.optimisation import Optimisation
 from nasden.registry import register_strategy
 from nasden.run import RunContext, StageContext
@@ -29,7 +30,8 @@ IDENTITY_MARGIN_DB = 1.0  # a final network this much worse than doing nothing i
 class TrainConfig:
     """``arch``: auto (the architecture an earlier stage chose, else the largest), largest, smallest,
     or an explicit ``{label: value}``. ``init``: scratch (fresh weights) or supernet (its weights).
-    The learning rate follows a cosine from ``lr`` to ``lr_min``."""
+    The learning rate follows a cosine from ``lr`` to ``lr_min``. ``sigma``: train and validate at this
+    AWGN level instead of the recipe's noise (MoD-NAS retrains one searched network per σ)."""
 
     steps: int = 1000
     lr: float = 1e-3
@@ -40,10 +42,13 @@ class TrainConfig:
     batch: int | None = None
     checkpoint_every: int = 200
     val_every: int = 250
+    sigma: float | None = None
 
     def __post_init__(self) -> None:
         require_counts(self, "steps", "checkpoint_every", "val_every")
         require_learning_rate(self.lr, self.lr_min)
+        if self.sigma is not None and not 0 <= self.sigma <= 255:
+            raise ValueError(f"sigma: expected an AWGN level in [0, 255], got {self.sigma}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
 
@@ -67,13 +72,14 @@ def check_arch_option(name: str, setting: str | dict[str, Any], space: SearchSpa
             raise ValueError(f"{name}: {err}") from None
 
 
-def validate(model: nn.Module, ctx: StageContext, step: int, samples: int = 1) -> float:
-    """Mean PSNR on the run's validation images; logs it and a few denoised samples."""
+def validate(model: nn.Module, ctx: StageContext, step: int, val: list[tuple[str, Tensor, Tensor]],
+             samples: int = 1) -> float:
+    """Mean PSNR on the validation pairs ``val``; logs it and a few denoised samples."""
     run = ctx.run
     multiple = run.space.resolution_multiple
-    result = score(model, run.data.val, "val", multiple)
+    result = score(model, val, "val", multiple)
     ctx.scalar("val_psnr", result.psnr, step)
-    for name, noisy, clean in run.data.val[:samples]:
+    for name, noisy, clean in val[:samples]:
         log_samples(run.writer, f"{ctx.tag}/sample/{name}", noisy, denoise(model, noisy, multiple).image, clean, step)
     model.train()
     return result.psnr
@@ -102,17 +108,21 @@ class Train(Strategy):
         loop = Optimisation(ctx, model, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
         val_psnr = math.nan
+        sampler, val = run.data.sampler, run.data.val
+        if cfg.sigma is not None:
+            sampler = sampler.with_noise(NoiseConfig(sigma=cfg.sigma))
+            val = run.data.test_set(run.recipe.data.val, cfg.sigma)
         for step in loop:
-            noisy, clean = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
+            noisy, clean = sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
             loss = loss_fn(model(noisy.to(run.device)), clean.to(run.device))
             loop.backward(loss, step)
             done = loop.update(step)
             loop.log(done, {"loss": loss.item()})
             if loop.due(done, cfg.val_every):
-                val_psnr = validate(model, ctx, done)
+                val_psnr = validate(model, ctx, done, val)
         if loop.resumed_after_end:
-            val_psnr = validate(model, ctx, cfg.steps)
-        noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in run.data.val) / len(run.data.val)
+            val_psnr = validate(model, ctx, cfg.steps, val)
+        noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in val) / len(val)
         if val_psnr < noisy_psnr - IDENTITY_MARGIN_DB:
             ctx.fail(f"the trained network scores {val_psnr:.2f} dB on the validation images, worse than their noisy "
                      f"input ({noisy_psnr:.2f} dB): training diverged; no final network was written", loop.last_saved)

@@ -16,6 +16,7 @@ from PIL import Image
 from nasden.cli import main
 from nasden.evaluation import score
 from nasden.final import load as load_final
+from nasden.noise import NoiseConfig
 from nasden.recipe import parse_recipe
 from nasden.run import create_run, execute, open_run
 from nasden.storage import load_torch
@@ -188,3 +189,18 @@ def test_ls_prints_whole_first_sentences(capsys) -> None:
     out = capsys.readouterr().out
     assert "pseudo labels (Eq. 2-3) with cross-entropy." in out
     assert all(line.rstrip().endswith((".", ")")) for line in out.splitlines() if line.startswith("  "))
+
+
+def test_one_architecture_retrained_per_sigma(tmp_path) -> None:
+    recipe = {**TINY, "stages": [{"strategy": "train", "steps": 2, "sigma": 15},
+                                 {"strategy": "evaluate", "sets": ["val"], "sigma": 15, "latency_size": 16,
+                                  "latency_runs": 1},
+                                 {"strategy": "train", "steps": 2, "sigma": 50}]}
+    summaries = execute(create_run(parse_recipe(recipe), tmp_path / "run"), quiet=True)
+    # two steps from scratch: each network is near its noisy input, whose PSNR sets the level
+    assert summaries[0]["val_psnr"] > summaries[2]["val_psnr"] + 5
+    assert summaries[1]["sets"][0]["sigma"] == 15 and summaries[1]["sets"][0]["input_psnr"] > 24
+    sampler = open_run(tmp_path / "run", quiet=True).data.sampler
+    noisy, clean = sampler.with_noise(NoiseConfig(sigma=50)).batch(0)
+    assert 255 * (noisy - clean).std() == pytest.approx(50, rel=0.1)
+    assert sampler.noise.sigma == 25  # the recipe's own sampler is unchanged
