@@ -1,12 +1,12 @@
 """Continuous relaxation of a space for differentiable search, and derivation of a discrete architecture.
 
 One parameter per label: logits ``alpha`` for op and input choices (the relaxed value is
-``softmax(alpha)``, MoD-NAS Eq. 7 and 11) and one scale per output channel for width choices (the
-relaxed value multiplies the layer's output channels, Eq. 10). N:M choices are not relaxed; they
-stay at their densest pattern. Derivation (Eq. 9-10):
-argmax op, the single most probable input, and per width label ``k`` = the number of channels whose
-scale magnitude exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels
-are kept; a derived network is retrained from scratch, so only ``k`` matters to it).
+``softmax(alpha / temperature)``, MoD-NAS Eq. 7 and 11 at temperature 1) and one scale per output
+channel for width choices (the relaxed value multiplies the layer's output channels, Eq. 10). N:M
+choices are not relaxed; they stay at their densest pattern. Derivation (Eq. 9-10): argmax op, the
+single most probable input, and per width label ``k`` = the number of channels whose scale magnitude
+exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels are kept; a derived
+network is retrained from scratch, so only ``k`` matters to it).
 """
 from __future__ import annotations
 
@@ -37,10 +37,11 @@ class ArchParameters(nn.Module):
             label: nn.Parameter(torch.ones(space.nodes[choice.nodes[0]].channels))
             for label, choice in choices.items() if choice.kind == "width"
         })
+        self.temperature = 1.0  # of the softmax; a search may anneal it towards 0 to sharpen its decisions
 
     def relaxed(self) -> Architecture:
         """The relaxed architecture the supernet runs: probabilities and per-channel scales."""
-        arch: Architecture = {label: torch.softmax(alpha, 0) for label, alpha in self.alphas.items()}
+        arch: Architecture = {label: torch.softmax(alpha / self.temperature, 0) for label, alpha in self.alphas.items()}
         arch.update(self.scales)
         arch.update(self.fixed)
         return arch
@@ -50,6 +51,18 @@ class ArchParameters(nn.Module):
         choices = self.space.choices()
         return {label: dict(zip(map(str, choices[label].values), torch.softmax(alpha.detach(), 0).tolist()))
                 for label, alpha in self.alphas.items()}
+
+    def entropy(self) -> Tensor | float:
+        """Mean entropy of the op and input softmaxes (at temperature 1): high while a label is undecided."""
+        terms = [-(torch.softmax(a, 0) * torch.log_softmax(a, 0)).sum() for a in self.alphas.values()]
+        return sum(terms, 0.0) / max(1, len(terms))
+
+    def beta_regulariser(self) -> Tensor | float:
+        """β-DARTS's regulariser: the mean over labels of logsumexp(alpha). Its gradient is softmax(alpha), so
+        descending it pulls every alpha down in proportion to its probability, which keeps the alphas of
+        a label close and stops parameter-free candidates from winning early on their own."""
+        terms = [torch.logsumexp(a, 0) for a in self.alphas.values()]
+        return sum(terms, 0.0) / max(1, len(terms))
 
     def width_penalty(self) -> Tensor | float:
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""

@@ -50,7 +50,11 @@ class DartsConfig:
     ``threshold``/``group``: width derivation (channels with |scale| > threshold, rounded up to a
     multiple of group); ``flops_target`` (FLOPs/pixel) replaces the threshold by the one that makes the
     derived network the widest within the target, so it lands where static networks can be compared.
-    ``val_size``: side of the centre crops the supernet is validated on."""
+    ``val_size``: side of the centre crops the supernet is validated on. Sharper decisions (all off by
+    default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
+    ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
+    architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
+    adds β-DARTS's mean logsumexp(α)."""
 
     steps: int = 2000
     warmup: int = 500
@@ -62,6 +66,10 @@ class DartsConfig:
     width_penalty: float = 0.05
     threshold: float = 0.5
     flops_target: float | None = None
+    temperature: float = 1.0
+    temperature_min: float | None = None
+    entropy_penalty: float = 0.0
+    beta_penalty: float = 0.0
     group: int = 8
     batch: int | None = None
     log_every: int = 50
@@ -77,12 +85,24 @@ class DartsConfig:
         require_learning_rate(self.arch_lr, self.arch_lr_min, "arch_lr")
         if not 0 <= self.width_penalty <= 100 or not 0 <= self.threshold <= 100:
             raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
+        if not 0.01 <= self.temperature <= 100 or not 0.01 <= (self.temperature_min or self.temperature) <= 100:
+            raise ValueError("temperature and temperature_min: expected numbers in [0.01, 100]")
+        if not 0 <= self.entropy_penalty <= 100 or not 0 <= self.beta_penalty <= 100:
+            raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
         if not 8 <= self.val_size <= 4096:
             raise ValueError(f"val_size: expected 8..4096, got {self.val_size}")
+
+
+def annealed_temperature(start: float, end: float | None, progress: float) -> float:
+    """The softmax temperature at ``progress`` ∈ [0, 1] of the architecture steps: geometric from ``start``
+    to ``end`` (constant when ``end`` is None)."""
+    if end is None:
+        return start
+    return start * (end / start) ** min(1.0, max(0.0, progress))
 
 
 class Record:
@@ -169,6 +189,7 @@ class Darts(Strategy):
         cfg, run = self.config, ctx.run
         arch = ArchParameters(run.space).to(run.device)
         search = Search(run.supernet, arch)
+        self._entropy_weight = 0.0
         arch_optimizer = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
         record = Record()
         loop = Optimisation(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
@@ -192,6 +213,9 @@ class Darts(Strategy):
                 set_lr(arch_optimizer, cosine_lr(step - cfg.warmup, cfg.steps - cfg.warmup, cfg.arch_lr,
                                                  cfg.arch_lr_min))
                 arch_optimizer.zero_grad(set_to_none=True)
+                progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
+                arch.temperature = annealed_temperature(cfg.temperature, cfg.temperature_min, progress)
+                self._entropy_weight = cfg.entropy_penalty * progress
                 arch_loss = self._architecture_gradients(search, batch(arch_half, step, ctx.seed + 1), (noisy, clean),
                                                          xi=loop.optimizer.param_groups[0]["lr"])
                 ctx.check_loss(arch_loss, step, loop.last_saved)
@@ -216,7 +240,8 @@ class Darts(Strategy):
 
         def architecture_loss() -> Tensor:
             return torch.log(F.mse_loss(search(arch_batch[0]), arch_batch[1])) + \
-                self.config.width_penalty * arch.width_penalty()
+                self.config.width_penalty * arch.width_penalty() + self._entropy_weight * arch.entropy() + \
+                self.config.beta_penalty * arch.beta_regulariser()
 
         if self.config.order == "second":  # the virtual step uses the weights' learning rate xi
             return unrolled_arch_gradients(search, lambda: F.mse_loss(search(weight_batch[0]), weight_batch[1]),

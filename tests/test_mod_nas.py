@@ -1,6 +1,8 @@
 """MoD-NAS: the unfolded space, collapsed mixed convolutions, relaxation, derivation and the darts strategy."""
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import pytest
 import torch
@@ -26,6 +28,7 @@ from nasden.search_spaces.mod_unet import (
 )
 from nasden.shapes import live_nodes
 from nasden.space import SearchSpace, SpaceError
+from nasden.strategies.darts import annealed_temperature
 from nasden.supernet import Supernet
 
 
@@ -325,3 +328,42 @@ def test_second_order_architecture_gradient_matches_finite_differences() -> None
         numeric[i] = (plus - minus) / (2 * h)
     assert analytic.abs().max() > 1e-6  # not a vacuous comparison
     torch.testing.assert_close(analytic, numeric, rtol=1e-3, atol=1e-8)
+
+
+def _two_candidates() -> ArchParameters:
+    g = nx.DiGraph(residual=False)
+    g.add_node("in", op="input", channels=1)
+    g.add_node("c1", op=["conv3x3", "conv5x5"], channels=1)
+    g.add_node("out", op="output")
+    g.add_edges_from([("in", "c1"), ("c1", "out")])
+    arch = ArchParameters(SearchSpace(g))
+    with torch.no_grad():
+        arch.alphas["op:c1"].copy_(torch.tensor([0.0, math.log(3.0)]))  # softmax: 1/4, 3/4
+    return arch
+
+
+def test_temperature_entropy_and_beta_change_alpha_as_computed_by_hand() -> None:
+    arch = _two_candidates()
+    torch.testing.assert_close(arch.relaxed()["op:c1"], torch.tensor([0.25, 0.75]))
+    arch.temperature = 0.5  # softmax(2 alpha) = (1, 9) / 10: sharper, same order
+    torch.testing.assert_close(arch.relaxed()["op:c1"], torch.tensor([0.1, 0.9]))
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(arch.entropy().detach()) == pytest.approx(entropy)
+    (grad,) = torch.autograd.grad(arch.entropy(), [arch.alphas["op:c1"]])
+    # dH/dalpha_i = -p_i (log p_i + H): descending H raises the likelier candidate's alpha
+    expected = [-p * (math.log(p) + entropy) for p in (0.25, 0.75)]
+    torch.testing.assert_close(grad, torch.tensor(expected))
+    assert grad[1] < 0 < grad[0]
+    (grad,) = torch.autograd.grad(arch.beta_regulariser(), [arch.alphas["op:c1"]])
+    torch.testing.assert_close(grad, torch.tensor([0.25, 0.75]))  # d logsumexp / d alpha = softmax
+    assert annealed_temperature(1.0, 0.1, 0.5) == pytest.approx(math.sqrt(0.1))
+    assert annealed_temperature(1.0, None, 0.7) == 1.0 and annealed_temperature(2.0, 0.5, 1.5) == 0.5
+
+
+def test_the_sharpening_options_reach_the_search(tmp_path) -> None:
+    plain = _search_recipe()
+    sharp = _search_recipe()
+    sharp["stages"][0].update(temperature=1.0, temperature_min=0.1, entropy_penalty=1.0, beta_penalty=1.0)
+    a = execute(create_run(parse_recipe(plain), tmp_path / "plain"), quiet=True)[0]
+    b = execute(create_run(parse_recipe(sharp), tmp_path / "sharp"), quiet=True)[0]
+    assert a["largest_probability"] != b["largest_probability"]
