@@ -101,6 +101,9 @@ class DynamicDenoiser(nn.Module):
     fewer FLOPs and a smaller one the reverse (0 for a classifying gate: its own choice; a gate that
     predicts PSNR gains gets the bias that meets its FLOPs budget)."""
 
+    #: :meth:`choose` in words, for deployments that route outside Python (nasden export's manifest)
+    routing_rule = "candidate argmax(gate_logits[i] - cost_bias * flops[i] / max(flops))"
+
     def __init__(self, gate: nn.Module, network: Supernet, archs: Sequence[Architecture], flops: Sequence[float],
                  cost_bias: float = 0.0, statistics: Sequence[Statistics] | None = None):
         super().__init__()

@@ -34,8 +34,6 @@ from nasden.storage import load_torch, save_torch
 from nasden.supernet import Supernet
 
 FORMAT = 2
-#: how a deployment picks a dynamic network's candidate (DynamicDenoiser.choose)
-ROUTING_RULE = "candidate argmax(gate_logits[i] - cost_bias * flops[i] / max(flops))"
 
 
 class Final(NamedTuple):
@@ -155,7 +153,7 @@ def export(model: nn.Module, space: SearchSpace, spec: dict[str, Any], out: Path
         manifest["file"] = _export_shared_torchscript(model, example, out / "denoiser.pt").name
         manifest["methods"] = ["gate", *(f"candidate{i}" for i in range(len(model.candidates)))]
     if is_dynamic(model):
-        manifest["routing"] = ROUTING_RULE
+        manifest["routing"] = DynamicDenoiser.routing_rule
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -62,11 +62,11 @@ def _rebuild_final(run: RunContext, spec: dict[str, Any]) -> nn.Module:
     return final.build(run.space, spec)
 
 
+CONTEXT_FORMAT = 2  # context.pt's layout (2: the slots below)
 #: What stages leave for the stages after them (``Strategy.requires`` / ``provides`` name these), each
 #: with how it is stored in ``context.pt`` and shared under torchrun: ``None`` for plain data (candidates:
 #: ``[{"arch", "flops_per_pixel", "psnr"}]``; arch: the chosen architecture), else the function that
 #: rebuilds a module from its spec (the module is kept as ``<slot>``, its spec as ``<slot>_spec``).
-CONTEXT_FORMAT = 2  # context.pt's layout (2: slots as below)
 SLOTS: dict[str, Callable[[RunContext, dict[str, Any]], nn.Module] | None] = {
     "candidates": None, "arch": None, "classifier": _rebuild_gate, "final": _rebuild_final}
 
@@ -103,10 +103,6 @@ class RunContext:
         if not self.space.has_batchnorm:
             return []
         return [batch.to(self.device) for batch in self.data.calibration_batches(count)]
-
-    def filled(self, slot: str) -> bool:
-        """Whether a stage has left ``slot``."""
-        return bool(getattr(self, slot))
 
     def set_final(self, model: nn.Module, spec: dict[str, Any]) -> None:
         """Make ``model`` the run's result and write ``final.pt``; ``spec`` rebuilds it (:func:`nasden.final.build`)."""

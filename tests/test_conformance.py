@@ -15,6 +15,7 @@ def test_strategy_conforms(strategy: str, tmp_path) -> None:
 
 
 # the stages test_distributed.py does not already run under torchrun (joint_finetune runs all three ClassPruning stages)
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["joint_finetune", "evolution", "evaluate"])
 def test_strategy_runs_under_torchrun(strategy: str, tmp_path) -> None:
     check_under_torchrun(strategy, tmp_path)

@@ -87,6 +87,7 @@ def test_shards_of_a_batch_make_the_batch_of_one_process() -> None:
     assert torch.equal(torch.cat([p[1] for p in parts]), clean)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path) -> None:
     """sandwich → darts → train on 2 gloo processes: the weights are identical on both ranks after
     every stage and match one process with the doubled batch: within float rounding for sandwich;
@@ -145,6 +146,7 @@ def finish(proc: subprocess.Popen) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     recipe = tmp_path / "ddp.yaml"
     recipe.write_text(yaml.safe_dump(CLI_RECIPE))
@@ -171,6 +173,7 @@ def test_torchrun_search_writes_once_and_resumes_after_a_kill(tmp_path) -> None:
     assert_close(a["final"]["state_dict"], b["final"]["state_dict"], atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["search", "resume"])
 def test_a_user_error_under_torchrun_is_one_line(tmp_path, command) -> None:
     target = str(tmp_path / "missing.yaml") if command == "search" else str(tmp_path)

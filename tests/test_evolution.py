@@ -46,7 +46,7 @@ def test_bad_sampler_options_and_constraints_are_clear_errors() -> None:
 
 def _trial(psnr: float, flops: float, constraints: tuple[float, ...] = ()):
     return create_trial(values=[psnr, flops], params={}, distributions={},
-                        user_attrs={"constraints": list(constraints)})
+                        constraints={f"limit{i}": c for i, c in enumerate(constraints)})
 
 
 def test_pareto_front_by_hand() -> None:
@@ -73,6 +73,7 @@ def test_evolution_then_gate_composes(tmp_path) -> None:
     assert len(summaries[2]["candidates"]) == 2  # the gate routes over the Pareto front
 
 
+@pytest.mark.slow
 def test_two_local_workers_share_one_sqlite_study(tmp_path) -> None:
     path = tmp_path / "evo.yaml"
     slow = {"name": "slimmable", "depth": 17, "channels": 64}  # trials slow enough for the helper to start and join
@@ -106,6 +107,7 @@ def _running_trial_being_scored(db: Path, labels: int) -> int | None:
     return None if row is None else row[0]
 
 
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_retried_not_counted_twice(tmp_path) -> None:
     evolution = {**TINY["stages"][1], "trials": 5, "heartbeat_seconds": 1, "val_size": 128}
     recipe = {**TINY, "data": {**TINY["data"], "val_crop": 128}, "space": {"name": "slimmable", "depth": 17,

@@ -100,6 +100,7 @@ KILLED_STAGES = {  # stage kind → (space, stages); the last stage is killed af
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KILLED_STAGES))
 def test_kill_9_then_resume_matches_uninterrupted_run(kind: str, tmp_path) -> None:
     space, stages = KILLED_STAGES[kind]
