@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from nasden.evaluation import markdown_table
-from nasden.run import load_torch
+from nasden.storage import load_torch
 from record import write_report
 
 
