@@ -282,7 +282,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.source:
         folder = datasets.copy_from(data, Path(args.source), datasets.cache_root())
     else:
-        folder = datasets.find(args.name) or datasets.download(data, datasets.cache_root())
+        folder = datasets.locate(args.name)
     print(f"{args.name}: {len(data.files)} files checked in {folder}\n  licence: {data.licence}\n"
           f"  cite: {data.citation}")
     return 0

@@ -44,14 +44,9 @@ class CandidateStatistics(nn.Module):
             self.register_buffer(f"mean_{index}", mean.clone())
             self.register_buffer(f"var_{index}", var.clone())
 
-    @torch.no_grad()
-    def load_into(self, network: nn.Module) -> None:
-        if not self.names:
-            return
-        modules = dict(network.named_modules())
-        for index, name in enumerate(self.names):
-            modules[name].running_mean.copy_(getattr(self, f"mean_{index}"))
-            modules[name].running_var.copy_(getattr(self, f"var_{index}"))
+    def pairs(self) -> list[tuple[Tensor, Tensor]]:
+        """(running mean, running variance) per BatchNorm, in the order of ``names``."""
+        return [(getattr(self, f"mean_{index}"), getattr(self, f"var_{index}")) for index in range(len(self.names))]
 
 
 class Candidate(nn.Module):
@@ -62,9 +57,18 @@ class Candidate(nn.Module):
         super().__init__()
         network.space.check(arch)
         self.network, self.arch, self.statistics = network, dict(arch), statistics
+        modules = dict(network.named_modules())
+        self._norms = [modules[name] for name in statistics.names]  # looked up once, not on every call
+
+    @torch.no_grad()
+    def load_statistics(self) -> None:
+        """Swap this candidate's BatchNorm statistics into the shared network."""
+        for norm, (mean, var) in zip(self._norms, self.statistics.pairs()):
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
 
     def forward(self, x: Tensor) -> Tensor:
-        self.statistics.load_into(self.network)
+        self.load_statistics()
         return self.network(x, self.arch)
 
 
@@ -187,7 +191,7 @@ class DynamicDenoiser(nn.Module):
             rest = F.conv2d(x, weight, None if conv.bias is None else conv.bias[width:wanted], conv.stride,
                             conv.padding, conv.dilation)
             block = torch.cat([features, F.relu(rest)], 1)
-        view.statistics.load_into(self.network)
+        view.load_statistics()
         return self.network(x, view.arch, given={last: block})
 
     def reset_counts(self) -> None:

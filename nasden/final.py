@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from nasden.cost import cost
-from nasden.dynamic import DynamicDenoiser, batchnorm_statistics
+from nasden.dynamic import DynamicDenoiser
 from nasden.errors import RunError
 from nasden.extract import export_onnx, export_torchscript, extract
 from nasden.gates import gate_from_spec
@@ -109,8 +109,7 @@ def _convert_format_1(run_dir: Path, space: SearchSpace, state: dict[str, Any],
     for index, network in enumerate(old):
         prefix = f"candidates.{index}."
         network.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
-    statistics = [batchnorm_statistics(supernet)] * len(archs)
-    model = DynamicDenoiser(gate, supernet, archs, old_spec["flops"], old_spec.get("cost_bias", 0.0), statistics)
+    model = DynamicDenoiser(gate, supernet, archs, old_spec["flops"], old_spec.get("cost_bias", 0.0))
     model.eval()
     probe = torch.rand(1, space.in_channels, 4 * space.resolution_multiple, 4 * space.resolution_multiple)
     with torch.no_grad():
