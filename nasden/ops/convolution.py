@@ -1,8 +1,8 @@
 """Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time.
 
 The slice is made contiguous in the channels-last format before the convolution: oneDNN then runs
-it, and the activations after it, in the layout it is fastest in (a sliced NCHW weight runs a slim
-layer up to 1.7× slower, forward and backward, on CPU).
+it, and the activations after it, in the layout the extracted networks use (``bench/shared_weights.py``
+measures a candidate run this way against its extracted network).
 
 A slice reading ``in`` of ``in_max`` input channels is multiplied by ``sqrt(in_max / in)``, so a
 slimmed layer's outputs keep the scale the full layer's have (a fan-in correction). Without it,
