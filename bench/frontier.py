@@ -174,20 +174,39 @@ def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
 SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that make its decisions sharper
 
 
-def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None
+def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
             ) -> Callable[[Entry], dict[str, Any]]:
-    """DARTS (40%; with further darts ``options``), derive (the width threshold, or a FLOPs target), retrain (60%)."""
+    """DARTS (40%; with further darts ``options``), derive (the width threshold, or a FLOPs target), retrain (60%)
+    from scratch, or (``inherit``) from the supernet's weights of the derived choices, in the same run."""
     def make(entry: Entry) -> dict[str, Any]:
         search = {"strategy": "darts", "warmup_share": 0.25, "lr": 1e-3, "arch_lr": 1e-2, "val_size": 96,
                   "flops_target": flops_target, **(options or {})}
-        run_dir, summaries = entry.run(MOD_NAS_SPACE, [search], {0: 0.4})
-        search_flops = entry.flops
-        arch = summaries[0]["arch"]
-        train = {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
-        run_dir, _ = entry.run(MOD_NAS_SPACE, [train], {0: 0.6})
+        train = {"strategy": "train", "lr": 1e-3, "loss": "mse"}
+        if inherit:
+            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6})
+            search_flops = entry.plan[-1]["steps"][0] * entry.plan[-1]["flops_per_step"][0]
+        else:
+            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search], {0: 0.4})
+            search_flops = entry.flops
+            run_dir, _ = entry.run(MOD_NAS_SPACE, [{**train, "arch": summaries[0]["arch"]}], {0: 0.6})
         return {"family": "MoD-NAS (DARTS)", "space": MOD_NAS_SPACE, "run_dir": str(run_dir),
                 "search_flops": search_flops, "flops_target": flops_target, "darts_options": options or {},
-                "largest_probability": summaries[0]["largest_probability"]}
+                "inherit": inherit, "largest_probability": summaries[0]["largest_probability"]}
+    return make
+
+
+def searched_arch_alone(method: str) -> Callable[[Entry], dict[str, Any]]:
+    """Diagnostic, not an equal-compute entry: the architecture ``method``'s entry derived, retrained from scratch
+    with the whole budget (its search not counted). Above the static frontier: the search finds better
+    architectures and what it costs is the problem; below: the architectures themselves are worse."""
+    def make(entry: Entry) -> dict[str, Any]:
+        stored = STORE.load(f"{entry.setting}-b{entry.budget:g}-{method}")
+        if stored is None:
+            raise SystemExit(f"{entry.name} needs the {method} entry of {entry.setting} budget {entry.budget:g} first")
+        train = {"strategy": "train", "arch": stored["spec"]["arch"], "lr": 1e-3, "loss": "mse"}
+        run_dir, _ = entry.run(stored["space"], [train], {0: 1.0})
+        return {"family": "diagnostic: searched architecture, search not counted", "space": stored["space"],
+                "run_dir": str(run_dir), "architecture_of": method}
     return make
 
 
@@ -255,6 +274,7 @@ def class_pruning(entry: Entry) -> dict[str, Any]:
 ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     **{f"static_{family}_{size}": static(family, size) for family, (_, _, sizes) in STATIC.items() for size in sizes},
     "mod_nas": mod_nas(), "mod_nas_45k": mod_nas(45e3), "mod_nas_45k_sharp": mod_nas(45e3, SHARPEN),
+    "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds,
     "evolution": evolution, "class_pruning": class_pruning,
 }
