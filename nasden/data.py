@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,15 @@ class DataConfig:
     ``train`` / ``val``: ``builtin``, a dataset name (``train400``, ``set12``, ``bsd68``, ``polyu``, ...:
     :mod:`nasden.datasets`), an image folder, or a folder with ``noisy/`` and ``clean/`` (real noise;
     ``noise`` is then unused). Other bare names are looked up in ``$NASDEN_DATA``. ``val_crop``
-    centre-crops validation images to at most that size.
+    centre-crops validation images to at most that size. ``pairs``: when ``train`` is a pair set, train on
+    its real noisy images (``real``) or on its clean ones with ``noise`` added (``clean``: compares noise
+    models on the same images); validation always uses the real pairs.
     """
 
     train: str = "builtin"
     val: str = "builtin"
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    pairs: Literal["real", "clean"] = "real"
     patch: int = 48
     batch: int = 16
     val_images: int | None = None
@@ -64,9 +68,13 @@ def builtin_folder() -> Path:
 
 
 def check_folder(name: str | Path) -> None:
-    """Raise ``DataError`` unless :func:`resolve_folder` can give ``name`` (a dataset name always can: it is
-    found or downloaded when the run starts)."""
-    if str(name) not in datasets.names():
+    """Raise ``DataError`` unless :func:`resolve_folder` can give ``name`` (a dataset name, or ``name:split``,
+    always can: it is found or downloaded when the run starts)."""
+    try:
+        dataset, _ = datasets.split_source(str(name))
+    except datasets.DatasetError as err:
+        raise DataError(str(err)) from None
+    if dataset not in datasets.names():
         resolve_folder(name)
 
 
@@ -96,7 +104,8 @@ class ImageSet:
 
 
 def load_set(source: str, channels: int, split: str = "train") -> ImageSet:
-    """Load ``builtin`` (its ``split``), an image folder or a noisy/clean pair folder."""
+    """Load ``builtin`` (its ``split``), a dataset name (or ``name:split``), an image folder or a noisy/clean
+    pair folder."""
     if source == "builtin":
         folder = builtin_folder()
         wanted = BUILTIN_TRAIN if split == "train" else BUILTIN_VAL
@@ -104,18 +113,29 @@ def load_set(source: str, channels: int, split: str = "train") -> ImageSet:
         with warnings.catch_warnings():  # gray/RGB conversion of the builtin photographs is expected
             warnings.simplefilter("ignore", ImageWarning)
             return ImageSet(list(wanted), [load_image(files[name], channels) for name in wanted])
+    source, split = datasets.split_source(source)
+    wanted = set(datasets.manifest(source).splits[split]) if split else None
     folder = resolve_folder(source)
     if (folder / "noisy").is_dir() and (folder / "clean").is_dir():
-        return _load_pairs(folder, channels)
-    paths = list_images(folder)
+        return _load_pairs(folder, channels, wanted)
+    paths = [p for p in list_images(folder) if wanted is None or p.name in wanted]
     if not paths:
         raise DataError(f"{folder}: no image files (png, jpg, tif, bmp)")
     return ImageSet([p.name for p in paths], [load_image(p, channels) for p in paths])
 
 
-def _load_pairs(folder: Path, channels: int) -> ImageSet:
-    clean = {p.name: p for p in list_images(folder / "clean")}
-    noisy = {p.name: p for p in list_images(folder / "noisy")}
+def is_pair_set(source: str) -> bool:
+    """Whether ``source`` (a folder, dataset name or ``name:split``) holds real noisy/clean pairs."""
+    if source == "builtin":
+        return False
+    folder = resolve_folder(datasets.split_source(source)[0])
+    return (folder / "noisy").is_dir() and (folder / "clean").is_dir()
+
+
+def _load_pairs(folder: Path, channels: int, wanted: set[str] | None = None) -> ImageSet:
+    """The noisy/clean pairs of ``folder`` (only the ``wanted`` names, if given)."""
+    clean = {p.name: p for p in list_images(folder / "clean") if wanted is None or p.name in wanted}
+    noisy = {p.name: p for p in list_images(folder / "noisy") if wanted is None or p.name in wanted}
     names = sorted(clean.keys() & noisy.keys())
     for name in sorted(clean.keys() ^ noisy.keys()):
         warnings.warn(f"{folder}: {name} has no partner in {'noisy' if name in clean else 'clean'}/; skipped",
@@ -262,6 +282,8 @@ class RunData:
     def sampler(self) -> PatchSampler:
         if self._sampler is None:
             images = load_set(self.config.train, self.channels, "train")
+            if self.config.pairs == "clean":
+                images = ImageSet(images.names, images.clean)
             self._sampler = PatchSampler(images, self.config.noise, self.config.patch, self.config.batch, self.seed)
         return self._sampler
 

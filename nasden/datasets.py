@@ -15,6 +15,9 @@ licence and the citation. A name resolves, in order, to
 
 ``nasden data get NAME --from DIR`` copies (and checks) a folder instead; ``nasden data ls`` lists the
 names, their size and licence, and where each is found.
+
+A manifest may also name splits of its images (``polyu``: scene-disjoint ``train`` and ``test``); a recipe
+uses one as ``polyu:train``.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -65,6 +68,8 @@ class Manifest:
     citation: str
     files: tuple[DataFile, ...]
     aliases: tuple[str, ...] = ()
+    splits: dict[str, tuple[str, ...]] = field(default_factory=dict)  # split name -> image (pair) names
+    split_rule: str = ""  # how the splits were made (e.g. scene-disjoint)
 
     @property
     def size(self) -> int:
@@ -83,7 +88,8 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
         return cls(**{**raw, "files": tuple(DataFile(**f) for f in raw["files"]),
-                      "aliases": tuple(raw.get("aliases", ()))})
+                      "aliases": tuple(raw.get("aliases", ())),
+                      "splits": {k: tuple(v) for k, v in raw.get("splits", {}).items()}})
 
 
 def names() -> list[str]:
@@ -96,6 +102,18 @@ def manifest(name: str) -> Manifest:
     if not path.is_file():
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(names())}")
     return Manifest.from_json(path.read_text())
+
+
+def split_source(source: str) -> tuple[str, str | None]:
+    """``name:split`` of a dataset with that split -> (name, split); anything else -> (source, None)."""
+    name, colon, split = source.partition(":")
+    if not colon or name not in names():
+        return source, None
+    known = manifest(name).splits
+    if split not in known:
+        offered = ", ".join(f"{name}:{k}" for k in known) or "none"
+        raise DatasetError(f"dataset {name!r} has no split {split!r}; its splits: {offered}")
+    return name, split
 
 
 def cache_root() -> Path:

@@ -9,6 +9,7 @@ import torch
 
 from nasden.atomic import atomic_write
 from nasden.cost import measure_latency
+from nasden.data import is_pair_set
 from nasden.evaluation import evaluate_network, markdown_table
 from nasden.extract import extract
 from nasden.final import static_spec
@@ -69,7 +70,10 @@ class Evaluate(Strategy):
             else:
                 pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma)
             noise = run.recipe.data.noise
+            source = run.recipe.data.val if name == "val" else name
             sigma = cfg.sigma if cfg.sigma is not None else noise.levels or noise.sigma
+            if is_pair_set(source):
+                sigma = "real"
             rows.append({**evaluate_network(model, run.space, spec, pairs, name), "sigma": sigma})
             ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f}, "
                     f"{rows[-1]['flops_per_pixel']:.4g} FLOPs/pixel ({rows[-1]['images']} images)")

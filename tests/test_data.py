@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from nasden.data import BUILTIN_TRAIN, BUILTIN_VAL, DataError, PatchSampler, evaluation_pairs, load_set, pad_to_multiple
+from nasden.data import (
+    BUILTIN_TRAIN,
+    BUILTIN_VAL,
+    DataConfig,
+    DataError,
+    PatchSampler,
+    RunData,
+    evaluation_pairs,
+    load_set,
+    pad_to_multiple,
+)
 from nasden.images import ImageError, ImageWarning, list_images, load_image, save_image
-from nasden.noise import NoiseConfig, add_noise
+from nasden.noise import NoiseConfig, add_noise, bayer_mask, demosaic, jpeg_round_trip
 
 
 def test_builtin_split_is_fixed_and_disjoint() -> None:
@@ -119,3 +131,52 @@ def test_save_image_is_atomic_and_round_trips(tmp_path) -> None:
     path = save_image(image, tmp_path / "out.png")
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
     torch.testing.assert_close(load_image(path, 3), image, atol=1 / 255, rtol=0)
+
+
+def test_bayer_mosaic_and_bilinear_demosaicing_by_hand() -> None:
+    mask = bayer_mask(3, 4, 4)
+    assert mask.sum(dim=(1, 2)).tolist() == [4, 8, 4] and mask.sum(0).eq(1).all()  # RGGB: one colour per pixel
+    assert mask[:, 0, 0].tolist() == [1, 0, 0] and mask[:, 1, 1].tolist() == [0, 0, 1]
+    flat = demosaic(torch.full((1, 3, 8, 8), 0.5), bayer_mask(3, 8, 8))
+    assert torch.allclose(flat[..., 2:-2, 2:-2], torch.full((1, 3, 4, 4), 0.5))  # constants survive inside
+    impulse = torch.zeros(1, 3, 6, 6)
+    impulse[0, 0, 2, 2] = 1.0  # a red sample spreads to its 8 neighbours with weights 1/2 and 1/4
+    red = demosaic(impulse, bayer_mask(3, 6, 6))[0, 0]
+    assert red[2, 2] == 1 and red[2, 3] == red[1, 2] == 0.5 and red[1, 1] == 0.25 and red[2, 1:4].sum() == 2
+
+
+def test_camera_noise_is_correlated_and_reproducible() -> None:
+    clean = torch.full((2, 3, 64, 64), 0.5)
+    camera = NoiseConfig(kind="camera", sigma=1, peak=200)
+    first = add_noise(clean, camera, torch.Generator().manual_seed(0))
+    assert torch.equal(first, add_noise(clean, camera, torch.Generator().manual_seed(0)))
+
+    def correlations(noisy: torch.Tensor) -> tuple[float, float]:
+        """Of the noise between neighbouring pixels, and between the red and green channels."""
+        r = (noisy - clean)[..., 1:-1, 1:-1]
+        return tuple(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+                     for a, b in ((r[..., :-1], r[..., 1:]), (r[:, 0], r[:, 1])))
+
+    neighbours, channels = correlations(first)
+    assert neighbours > 0.4 and abs(channels) < 0.05  # demosaicing spreads each sample to its neighbours
+    compressed = add_noise(clean, NoiseConfig(kind="camera", sigma=1, peak=200, jpeg=[60, 90]),
+                           torch.Generator().manual_seed(0))
+    assert correlations(compressed)[1] > 0.4  # JPEG's subsampled chroma ties the channels' noise together
+    assert (compressed * 255 - (compressed * 255).round()).abs().max() < 1e-4  # 8-bit, as decoded
+    assert correlations(add_noise(clean, NoiseConfig(sigma=10), torch.Generator().manual_seed(0)))[0] < 0.05
+    quiet = add_noise(clean, NoiseConfig(kind="camera", sigma=0, peak=1e9), torch.Generator().manual_seed(0))
+    assert (quiet - clean).abs().max() < 1e-3  # no photons lost: no noise
+    assert jpeg_round_trip(torch.full((1, 16, 16), 0.5), 90).sub(128 / 255).abs().max() < 2 / 255
+    with pytest.raises(ValueError, match="jpeg: only the camera noise"):
+        NoiseConfig(jpeg=90)
+
+
+def test_pairs_clean_trains_on_the_clean_images_with_synthetic_noise(tmp_path) -> None:
+    for sub, value in (("clean", 100), ("noisy", 140)):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.full((32, 32), value, np.uint8)).save(tmp_path / sub / "a.png")
+    config = DataConfig(train=str(tmp_path), patch=16, batch=2, noise=NoiseConfig(sigma=0), pairs="clean")
+    noisy, clean = RunData(config, 1, seed=0).sampler.batch(0)
+    assert torch.equal(noisy, clean)  # σ 0 on the clean images, not the real noisy ones
+    noisy, clean = RunData(dataclasses.replace(config, pairs="real"), 1, seed=0).sampler.batch(0)
+    assert (noisy - clean).mean().item() == pytest.approx(40 / 255, abs=1 / 255)

@@ -1,6 +1,7 @@
 """Named datasets: manifests, download through a real HTTP server on 127.0.0.1, checksums, resume, offline."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import threading
@@ -147,3 +148,35 @@ def test_every_manifest_pins_a_commit_and_checksums(tmp_path) -> None:
 def test_an_unknown_name_lists_the_known_ones(capsys) -> None:
     assert main(["data", "get", "imagenet"]) == 2
     assert "unknown dataset 'imagenet'; known: bsd68, cbsd68" in capsys.readouterr().err
+
+
+def test_polyu_splits_are_scene_disjoint_and_cover_every_pair() -> None:
+    data = datasets.manifest("polyu")
+    pairs = {f.name.split("/", 1)[1] for f in data.files if f.name.startswith("clean/")}
+    splits = {name: set(names) for name, names in data.splits.items()}
+    assert set(splits) == {"train", "val", "test"} and "scene-disjoint" in data.split_rule
+    assert set().union(*splits.values()) == pairs and sum(map(len, splits.values())) == len(pairs) == 100
+
+    def scene(name: str) -> str:
+        return name.rsplit(".", 1)[0].rstrip("0123456789").rstrip("_").rsplit("_", 1)[1].lower()
+
+    scenes = {name: {scene(n) for n in names} for name, names in splits.items()}
+    assert not scenes["train"] & scenes["test"] and not scenes["val"] & (scenes["train"] | scenes["test"])
+    assert len(splits["test"]) == 31 and {n.split("_")[0] for n in splits["test"]} == {
+        n.split("_")[0] for n in pairs}  # every camera is tested
+
+
+def test_a_split_loads_only_its_images_and_an_unknown_one_lists_the_splits(tmp_path, upstream, monkeypatch) -> None:
+    folder, data = upstream
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    split = dataclasses.replace(data, splits={"a": ("img0.png", "img2.png"), "b": ("img1.png",)})
+    (manifests / "tiny.json").write_text(split.to_json())
+    monkeypatch.setattr(datasets, "MANIFESTS", manifests)
+    monkeypatch.setenv("NASDEN_DATA", str(tmp_path))
+    (tmp_path / "tiny").symlink_to(folder)
+    assert load_set("tiny:a", 1).names == ["img0.png", "img2.png"]
+    assert load_set("tiny", 1).names == ["img0.png", "img1.png", "img2.png"]
+    assert datasets.split_source("other:a") == ("other:a", None)  # not a dataset: a path with a colon
+    with pytest.raises(DatasetError, match="dataset 'tiny' has no split 'c'; its splits: tiny:a, tiny:b"):
+        load_set("tiny:c", 1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nasden import datasets
 from nasden.recipe import load_recipe
 from nasden.run import create_run, execute
 
@@ -23,8 +24,7 @@ def test_recipe_validates_and_names_its_command(path: Path) -> None:
 QUICK = [p for p in RECIPES if "quick" in p.stem]
 
 
-@pytest.mark.parametrize("path", QUICK, ids=[p.name for p in QUICK])
-def test_quick_recipe_runs_with_tiny_settings(path: Path, tmp_path: Path) -> None:
+def run_tiny(path: Path, folder: Path) -> list[dict]:
     recipe = load_recipe(path)
     recipe.data = dataclasses.replace(recipe.data, batch=2, val_images=1, val_crop=96)
     for stage in recipe.stages:
@@ -32,5 +32,19 @@ def test_quick_recipe_runs_with_tiny_settings(path: Path, tmp_path: Path) -> Non
                            ("val_size", 32), ("warmup", 1)):
             if hasattr(stage.options, name):
                 setattr(stage.options, name, tiny)
-    summaries = execute(create_run(recipe, tmp_path / "run"), quiet=True)
+    summaries = execute(create_run(recipe, folder / "run"), quiet=True)
     assert len(summaries) == len(recipe.stages)
+    return summaries
+
+
+@pytest.mark.parametrize("path", QUICK, ids=[p.name for p in QUICK])
+def test_quick_recipe_runs_with_tiny_settings(path: Path, tmp_path: Path) -> None:
+    run_tiny(path, tmp_path)
+
+
+def test_real_noise_recipe_scores_the_held_out_scenes_against_their_noisy_input(tmp_path: Path) -> None:
+    if datasets.find("polyu") is None:
+        pytest.skip("polyu is neither under $NASDEN_DATA nor in the cache")
+    rows = run_tiny(RECIPES[0].parent / "real_noise.yaml", tmp_path)[-1]["sets"]
+    test = next(row for row in rows if row["set"] == "polyu:test")
+    assert test["sigma"] == "real" and test["images"] == 1 and 30 < test["input_psnr"] < 42
