@@ -12,14 +12,16 @@ entry's recipe that differ only in that stage's steps give its FLOPs per step an
 FLOPs, and the budget left is shared out. Test scoring is not counted. Wall time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
-four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k``
-derives to 45k FLOPs/pixel instead of by the width threshold; ``mod_nas_45k_sharp`` also anneals the
-softmax temperature and adds the late entropy penalty, ``SHARPEN``); random search in the MoD-NAS space (K
-architectures within ±15% of the DARTS-derived FLOPs, each screened with 10% of the budget, K the
-number DARTS's measured search compute pays for, the best on validation retrained with 60%); DDS-Net
-(sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front
-point nearest half the largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint);
-BM3D (no training; ``pip install -e .[bench]``).
+four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
+instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
+entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
+``DECIDED``; ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_45k_arch_alone``
+is a diagnostic: the derived architecture retrained with the whole budget, its search not counted);
+random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, each
+screened with 10% of the budget, K the number DARTS's measured search compute pays for, the best on
+validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
+(sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
+ClassPruning (classifier, branches, joint); BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -172,6 +174,7 @@ def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
 
 
 SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that make its decisions sharper
+DECIDED = {"decided": 0.5}  # undecided ops and inputs derive to the plain reference, not a near-random argmax
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
@@ -274,7 +277,9 @@ def class_pruning(entry: Entry) -> dict[str, Any]:
 ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     **{f"static_{family}_{size}": static(family, size) for family, (_, _, sizes) in STATIC.items() for size in sizes},
     "mod_nas": mod_nas(), "mod_nas_45k": mod_nas(45e3), "mod_nas_45k_sharp": mod_nas(45e3, SHARPEN),
-    "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
+    "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_decided": mod_nas(45e3, DECIDED),
+    "mod_nas_45k_decided_inherit": mod_nas(45e3, DECIDED, inherit=True),
+    "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds,
     "evolution": evolution, "class_pruning": class_pruning,
 }

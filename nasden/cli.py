@@ -275,6 +275,9 @@ def _data(args: argparse.Namespace) -> int:
             data, where = datasets.manifest(name), datasets.find(name)
             place = str(where) if where else f"not here (nasden data get {name})"
             print(f"{name:<10} {len(data.files):>5} {data.size / 1e6:>6.1f}  {place:<42} {data.licence.split(';')[0]}")
+            if data.splits:
+                counts = ", ".join(f"{name}:{split} ({len(names)})" for split, names in data.splits.items())
+                print(f"{'':<10} splits {counts}; {data.split_rule}")
         return 0
     if not args.name:
         raise RecipeError("nasden data get: name a dataset, e.g. nasden data get bsd68 (see nasden data ls)")
@@ -330,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy the files from this folder (e.g. an offline copy) instead of downloading them")
     p = command("eval", _eval, "score a run's final network on an image folder with synthetic noise")
     p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="image folder, a noisy/clean pair folder, or 'builtin'")
+    p.add_argument("--data", required=True,
+                   help="image folder, a noisy/clean pair folder, a dataset name (or name:split), or 'builtin'")
     p.add_argument("--sigma", type=float, default=25.0, help="AWGN sigma on the 0-255 scale (default 25)")
     p.add_argument("--crop", type=int, help="centre-crop images to at most this size")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")

@@ -68,16 +68,21 @@ class ArchParameters(nn.Module):
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""
         return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
-    def derive(self, threshold: float, group: int = 8,
-               flops_target: float | None = None) -> tuple[Architecture, dict[str, list[int]]]:
+    def derive(self, threshold: float, group: int = 8, flops_target: float | None = None,
+               decided: float = 0.0) -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first).
 
+        Ops and inputs: the argmax; with ``decided`` > 0, a label whose largest probability is below it keeps
+        the space's reference value instead (:meth:`Choice.largest`: the first op, the previous layer as
+        input), so a search too short to decide does not swap hand design for a near-random pick.
         Widths keep the channels whose |scale| exceeds ``threshold``; with ``flops_target`` (FLOPs per
         pixel) the threshold is instead the one, common to every width label, whose architecture is the
         widest that costs at most the target (the smallest widths if none does)."""
         choices = self.space.choices()
-        arch: Architecture = {label: choices[label].values[int(alpha.detach().argmax())]
-                              for label, alpha in self.alphas.items()}
+        arch: Architecture = {}
+        for label, alpha in self.alphas.items():
+            p = torch.softmax(alpha.detach(), 0)
+            arch[label] = choices[label].values[int(p.argmax())] if p.max() >= decided else choices[label].largest()
         arch.update(self.fixed)
         magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
         if flops_target is not None:

@@ -54,7 +54,8 @@ class DartsConfig:
     default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
-    adds β-DARTS's mean logsumexp(α)."""
+    adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
+    probability stays below it derives to the space's reference (first op, previous layer)."""
 
     steps: int = 2000
     warmup: int = 500
@@ -66,6 +67,7 @@ class DartsConfig:
     width_penalty: float = 0.05
     threshold: float = 0.5
     flops_target: float | None = None
+    decided: float = 0.0
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
@@ -89,6 +91,8 @@ class DartsConfig:
             raise ValueError("temperature and temperature_min: expected numbers in [0.01, 100]")
         if not 0 <= self.entropy_penalty <= 100 or not 0 <= self.beta_penalty <= 100:
             raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
+        if not 0 <= self.decided <= 1:
+            raise ValueError(f"decided: expected a probability in [0, 1], got {self.decided}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
@@ -267,13 +271,14 @@ class Darts(Strategy):
         log_choice_probabilities(writer, arch.probabilities(), step)
         for label, scales in arch.scales.items():
             writer.add_histogram(f"arch/{label}", scales.detach().cpu(), step)
-        derived, _ = arch.derive(self.config.threshold, self.config.group, self.config.flops_target)
+        derived, _ = arch.derive(self.config.threshold, self.config.group, self.config.flops_target,
+                                 self.config.decided)
         writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
 
     def _finish(self, ctx: StageContext, arch: ArchParameters, record: Record) -> dict[str, Any]:
         run, cfg = ctx.run, self.config
-        derived, kept = arch.derive(cfg.threshold, cfg.group, cfg.flops_target)
+        derived, kept = arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided)
         c = cost(run.space, derived)
         probabilities = arch.probabilities()
         decided = {label: max(p.values()) for label, p in probabilities.items()}

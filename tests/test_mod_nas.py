@@ -203,6 +203,14 @@ def test_derivation_rules() -> None:
     assert arch["width:t1_enc0_n2"] == 8  # none above: the narrowest width
     assert arch["width:t1_head"] == 32  # untouched scales (1.0) keep every channel
     space.check(arch)
+    # decided 0.5: dilconv3x3 (p = 0.59) and t1_head (0.51) stand; the near-uniform labels take the reference
+    confident, _ = params.derive(threshold=0.5, group=8, decided=0.5)
+    assert confident["op:t1_enc0_n2"] == "dilconv3x3" and confident["input:t1_enc0_n3"] == "t1_head"
+    reference = space.largest()
+    assert all(confident[label] == reference[label] for label in params.alphas
+               if label not in ("op:t1_enc0_n2", "input:t1_enc0_n3"))
+    assert params.derive(threshold=0.5, group=8, decided=0.6)[0]["input:t1_enc0_n3"] == reference[
+        "input:t1_enc0_n3"] == "t1_enc0_n2"  # 0.51 < 0.6: the previous layer
 
 
 @pytest.mark.parametrize("target", [30e3, 60e3, 90e3])
