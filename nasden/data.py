@@ -306,9 +306,13 @@ class RunData:
         """Noisy training batches for BatchNorm recalibration (a stream of their own)."""
         return [self.sampler.batch(i, stream=-1)[0] for i in range(count)]
 
-    def test_set(self, source: str, sigma: float | None = None) -> list[tuple[str, Tensor, Tensor]]:
-        """Fixed noisy/clean pairs of ``source`` (``builtin`` means its validation split)."""
+    def test_set(self, source: str, sigma: float | None = None,
+                 validation: bool = True) -> list[tuple[str, Tensor, Tensor]]:
+        """Fixed noisy/clean pairs of ``source`` (``builtin`` means its validation split); as validation,
+        the first ``val_images`` centre-cropped to ``val_crop``, else every image whole."""
         noise = self.config.noise if sigma is None else NoiseConfig(kind=self.config.noise.kind, sigma=sigma,
                                                                     peak=self.config.noise.peak)
         images = load_set(source, self.channels, "val")
+        if not validation:
+            return evaluation_pairs(images, noise, self.seed)
         return evaluation_pairs(images, noise, self.seed, self.config.val_images, self.config.val_crop)

@@ -7,9 +7,10 @@ explicit ``torch.Generator`` so a seed reproduces the same noise.
 (gamma 2.2), sampled on an RGGB Bayer mosaic, given Poisson (shot, ``peak`` photons at white) and
 Gaussian (read, ``sigma``) noise there, the noise demosaiced bilinearly (which spreads each sample to
 its neighbours), the result taken back through the gamma and, with ``jpeg``, compressed at a JPEG
-quality drawn per image (its subsampled chroma ties the channels' noise together: PolyU's real noise
-has a red-green correlation of 0.75, this model 0.65 at quality 90). The clean target stays the
-original image.
+quality drawn per image (its subsampled chroma ties the channels' noise together). On PolyU's clean
+training images with ``peak`` 200-2000, ``sigma`` 0-2, ``jpeg`` 80-95 it gives 36.96 dB against the real
+noise's 35.86, and correlations between neighbours 0.64 (real 0.67) and between red and green 0.64 (real
+0.71) (``python bench/real_noise.py statistics``). The clean target stays the original image.
 """
 from __future__ import annotations
 

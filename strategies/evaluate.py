@@ -23,8 +23,9 @@ from nasden.supernet import recalibrate_bn
 
 @dataclass
 class EvaluateConfig:
-    """``sets``: ``val`` (the recipe's validation images and noise), ``builtin``, or image folders (or
-    names under $NASDEN_DATA). ``sigma``: evaluate at this AWGN level instead of the recipe's noise.
+    """``sets``: ``val`` (the recipe's validation images and noise, cropped as ``data.val_crop`` says),
+    ``builtin``, dataset names (``bsd68``, ``polyu:test``), or image folders (or names under $NASDEN_DATA),
+    every image whole. ``sigma``: evaluate at this AWGN level instead of the recipe's noise.
     ``network``: ``final`` (the run's final network; else the chosen architecture of the supernet), or a
     sub-network of the supernet: ``largest``, ``smallest`` or an explicit ``{label: value}``."""
 
@@ -68,7 +69,7 @@ class Evaluate(Strategy):
             if name == "val" and cfg.sigma is None:
                 pairs = run.data.val
             else:
-                pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma)
+                pairs = run.data.test_set(run.recipe.data.val if name == "val" else name, cfg.sigma, name == "val")
             noise = run.recipe.data.noise
             source = run.recipe.data.val if name == "val" else name
             sigma = cfg.sigma if cfg.sigma is not None else noise.levels or noise.sigma

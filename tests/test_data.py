@@ -180,3 +180,11 @@ def test_pairs_clean_trains_on_the_clean_images_with_synthetic_noise(tmp_path) -
     assert torch.equal(noisy, clean)  # σ 0 on the clean images, not the real noisy ones
     noisy, clean = RunData(dataclasses.replace(config, pairs="real"), 1, seed=0).sampler.batch(0)
     assert (noisy - clean).mean().item() == pytest.approx(40 / 255, abs=1 / 255)
+
+
+def test_validation_is_cropped_and_test_sets_are_whole() -> None:
+    data = RunData(DataConfig(val_images=1, val_crop=32), 1, seed=0)
+    [(_, noisy, _)] = data.test_set("builtin")
+    assert noisy.shape[1:] == (32, 32)
+    whole = data.test_set("builtin", validation=False)
+    assert len(whole) == len(BUILTIN_VAL) and whole[0][1].shape[1:] == load_set("builtin", 1, "val").clean[0].shape[1:]
