@@ -98,11 +98,18 @@ class Entry:
             summaries = execute(run_dir, quiet=True)
         return run_dir, summaries, counter.flops
 
-    def run(self, space: dict[str, Any], stages: list[dict[str, Any]],
-            shares: dict[int, float]) -> tuple[Path, list[dict]]:
-        """Run ``stages`` with each stage ``i`` of ``shares`` given that share of the budget, in steps."""
+    def run(self, space: dict[str, Any], stages: list[dict[str, Any]], shares: dict[int, float],
+            derived_flops: float | None = None) -> tuple[Path, list[dict]]:
+        """Run ``stages`` with each stage ``i`` of ``shares`` given that share of the budget, in steps.
+
+        ``derived_flops``: stage 0 searches and the later stages train what it derives, of about this many
+        FLOPs/pixel (its target); their step cost, measured on what the short probe search derived, is
+        scaled to it (else a probe that derives a smaller network makes the entry overspend)."""
         budget = self.budget * BUDGET * sum(shares.values())
-        per_step, fixed = self._probe(space, stages, list(shares))
+        per_step, fixed, probed = self._probe(space, stages, list(shares))
+        if derived_flops is not None:
+            per_step = {i: cost * (derived_flops / probed[0]["flops_per_pixel"] if i > 0 else 1)
+                        for i, cost in per_step.items()}
         steps = {i: max(2, int(shares[i] / sum(shares.values()) * (budget - fixed) / per_step[i])) for i in shares}
         started = time.perf_counter()
         run_dir, summaries, flops = self._execute(self.recipe(space, _with_steps(stages, steps, final=True)))
@@ -112,15 +119,16 @@ class Entry:
         return run_dir, summaries
 
     def _probe(self, space: dict[str, Any], stages: list[dict[str, Any]],
-               budgeted: list[int]) -> tuple[dict[int, float], float]:
-        """FLOPs per step of every budgeted stage, and the FLOPs of everything else, from short runs."""
+               budgeted: list[int]) -> tuple[dict[int, float], float, list[dict]]:
+        """FLOPs per step of every budgeted stage, the FLOPs of everything else, and the shortest probe's
+        stage summaries, from short runs."""
         short, long_ = PROBE
-        base = self._execute(self.recipe(space, _with_steps(stages, dict.fromkeys(budgeted, short))))[2]
+        _, summaries, base = self._execute(self.recipe(space, _with_steps(stages, dict.fromkeys(budgeted, short))))
         per_step = {}
         for i in budgeted:
             steps = {**dict.fromkeys(budgeted, short), i: long_}
             per_step[i] = (self._execute(self.recipe(space, _with_steps(stages, steps)))[2] - base) / (long_ - short)
-        return per_step, base - short * sum(per_step.values())
+        return per_step, base - short * sum(per_step.values()), summaries
 
 
 def _with_steps(stages: list[dict[str, Any]], steps: dict[int, int], final: bool = False) -> list[dict[str, Any]]:
@@ -186,7 +194,8 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
                   "flops_target": flops_target, **(options or {})}
         train = {"strategy": "train", "lr": 1e-3, "loss": "mse"}
         if inherit:
-            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6})
+            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6},
+                                           derived_flops=flops_target)
             search_flops = entry.plan[-1]["steps"][0] * entry.plan[-1]["flops_per_step"][0]
         else:
             run_dir, summaries = entry.run(MOD_NAS_SPACE, [search], {0: 0.4})

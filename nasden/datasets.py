@@ -16,7 +16,7 @@ licence and the citation. A name resolves, in order, to
 ``nasden data get NAME --from DIR`` copies (and checks) a folder instead; ``nasden data ls`` lists the
 names, their size and licence, and where each is found.
 
-A manifest may also name splits of its images (``polyu``: scene-disjoint ``train`` and ``test``); a recipe
+A manifest may also name splits of its images (``polyu``: scene-disjoint ``train``, ``val``, ``test``); a recipe
 uses one as ``polyu:train``.
 """
 from __future__ import annotations
