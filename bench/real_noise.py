@@ -6,13 +6,15 @@ width) is trained the same number of steps on the same 63 clean ``polyu:train`` 
 * ``real``: with their real noisy partners (``data.pairs: real``);
 * ``awgn``: with blind AWGN, σ uniform in [0, 15] (``data.pairs: clean``);
 * ``camera``: with the synthetic camera noise of :mod:`nasden.noise` (``data.pairs: clean``);
+* ``real_learned_unfold``: ``real`` with the unfolding step's ``delta``, ``eta`` learned (the recipe fixes
+  them: learned, ``delta`` falls to 0 and the network stays the identity);
 
 and scored on the 31 held-out ``polyu:test`` pairs (scenes none of them saw) against the noisy
 input. ``recipe`` runs ``recipes/real_noise.yaml`` itself (DARTS search, retrain, evaluate) and records
 its figures and wall time. ``statistics`` compares the camera model's noise with the real noise on the
 training images (PSNR, correlation between neighbouring pixels and between red and green).
 
-    python bench/real_noise.py [statistics] [real awgn camera] [recipe] [--steps 3000] [--force]
+    python bench/real_noise.py [statistics] [real awgn camera real_learned_unfold] [recipe] [--steps 3000]
 
 Each entry is written to ``bench/results/real_noise/<entry>.json`` as it finishes; ``report`` (run last,
 or as the last entry) gathers ``bench/results/real_noise.{json,md}``. Needs ``polyu`` (``nasden data get
@@ -42,21 +44,24 @@ from record import RESULTS, provenance, write_report
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "real_noise.yaml"
 STORE = EntryStore(RESULTS / "real_noise")
 CAMERA = {"kind": "camera", "peak": [200, 2000], "sigma": [0, 2], "jpeg": [80, 95]}
-TRAINED = {"real": ("real", {}), "awgn": ("clean", {"sigma": [0, 15]}), "camera": ("clean", CAMERA)}
+# entry: (pairs, noise, unfold); real_learned_unfold is the ablation that shows why the recipe fixes delta, eta
+TRAINED = {"real": ("real", {}, "fixed"), "awgn": ("clean", {"sigma": [0, 15]}, "fixed"),
+           "camera": ("clean", CAMERA, "fixed"), "real_learned_unfold": ("real", {}, "learned")}
 
 
 def trained(way: str, steps: int) -> dict[str, Any]:
     """The plain color U-Net trained ``steps`` on polyu:train with the noise ``way`` names, scored on polyu:test."""
-    space = dict(load_recipe(RECIPE).space)
-    pairs, noise = TRAINED[way]
+    pairs, noise, unfold = TRAINED[way]
+    space = {**load_recipe(RECIPE).space, "unfold": unfold}
     data = {"train": "polyu:train", "val": "polyu:val", "pairs": pairs, "noise": noise, "val_crop": 256}
     with tempfile.TemporaryDirectory() as folder:
         _, summaries, seconds = train_plain(Path(folder), f"real_noise_{way}", space, data, steps, ["polyu:test"])
     test = summaries[-1]["sets"][0]
-    return {**provenance(), "entry": way, "trained_on": f"polyu:train, {pairs} pairs" +
-            (f" + {noise}" if noise else ""), "steps": steps, "space": space, "psnr": test["psnr"],
-            "ssim": test["ssim"], "input_psnr": test["input_psnr"], "flops_per_pixel": test["flops_per_pixel"],
-            "seconds": round(seconds, 1)}
+    trained_on = f"polyu:train, {pairs} pairs" + (f" + {noise}" if noise else "") + \
+        (" (unfold learned)" if unfold == "learned" else "")
+    return {**provenance(), "entry": way, "trained_on": trained_on, "steps": steps, "space": space,
+            "psnr": test["psnr"], "ssim": test["ssim"], "input_psnr": test["input_psnr"],
+            "flops_per_pixel": test["flops_per_pixel"], "seconds": round(seconds, 1)}
 
 
 def recipe_entry() -> dict[str, Any]:
@@ -94,7 +99,7 @@ def report() -> None:
     rows = [{"trained on": r["trained_on"], "steps": r["steps"], "FLOPs/pixel": r["flops_per_pixel"],
              "polyu:test PSNR": r["psnr"], "noisy input": r["input_psnr"], "gain (dB)": round(r["psnr"] -
              r["input_psnr"], 3), "SSIM": r["ssim"], "wall s": r["seconds"]}
-            for r in (STORE.load(k) for k in ("real", "awgn", "camera", "recipe")) if r]
+            for r in (STORE.load(k) for k in (*TRAINED, "recipe")) if r]
     noise = STORE.load("statistics")
     body = ("31 held-out PolyU pairs (scenes no training image shows), color, full 512² crops; PSNR in dB over RGB. "
             "Train: the 63 `polyu:train` images, patches 48², batch 16, Adam, cosine learning rate. 'wall s' on "
