@@ -12,11 +12,11 @@ from nasden.run import create_run, execute
 
 
 def train_plain(folder: Path, name: str, space: dict[str, Any], data: dict[str, Any], steps: int,
-                sets: list[str]) -> tuple[Path, list[dict[str, Any]], float]:
-    """Train ``steps`` (Adam, MSE, cosine from 1e-3) on ``data``, evaluate on ``sets``; the run folder, the
+                sets: list[str], lr: float = 1e-3) -> tuple[Path, list[dict[str, Any]], float]:
+    """Train ``steps`` (Adam, MSE, cosine from ``lr``) on ``data``, evaluate on ``sets``; the run folder, the
     stage summaries and the wall seconds."""
     raw = {"name": name, "seed": 0, "data": {"patch": 48, "batch": 16, **data}, "space": space,
-           "stages": [{"strategy": "train", "arch": plain_arch(space), "steps": steps, "lr": 1e-3, "loss": "mse",
+           "stages": [{"strategy": "train", "arch": plain_arch(space), "steps": steps, "lr": lr, "loss": "mse",
                        "val_every": max(1, steps // 4)},
                       {"strategy": "evaluate", "sets": sets}]}
     started = time.perf_counter()

@@ -69,7 +69,7 @@ def extract(supernet: Supernet, arch: Mapping[str, Any]) -> StaticNet:
         if name not in live:
             continue
         if node.kind == "unfold":
-            step = UnfoldStep(learned=space.graph.nodes[name].get("learned", True))
+            step = UnfoldStep()
             step.load_state_dict(supernet.unfold[name].state_dict())
             layers[name] = step
         if node.kind != "layer":

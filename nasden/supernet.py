@@ -60,8 +60,7 @@ class Supernet(nn.Module):
             node.name: MixedOp(node.ops, node.in_channels, node.channels, node.pre_relu, node.nm or ())
             for node in space.nodes.values() if node.kind == "layer"
         })
-        self.unfold = nn.ModuleDict({node.name: UnfoldStep(learned=space.graph.nodes[node.name].get("learned", True))
-                                     for node in space.nodes.values() if node.kind == "unfold"})
+        self.unfold = nn.ModuleDict({node.name: UnfoldStep() for node in space.nodes.values() if node.kind == "unfold"})
         order = list(space.nodes)
         self._frees = last_uses(order, {name: space.nodes[name].preds for name in order})
         self._active: Architecture | None = None

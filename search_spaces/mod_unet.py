@@ -30,8 +30,6 @@ followed by a conv, ``PAPER_UP_OPS`` area interpolation; ``recipes/mod_nas.yaml`
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import networkx as nx
 
 from nasden.registry import register_space
@@ -75,8 +73,7 @@ class _StageBuilder:
 def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers: int = 3, image_channels: int = 1,
                    normal_ops: list[str] | None = None, down_ops: list[str] | None = None,
                    up_ops: list[str] | None = None, group: int | None = 8,
-                   residual_denoiser: bool = True, fusion: str | None = None,
-                   unfold: Literal["learned", "fixed"] = "learned") -> nx.DiGraph:
+                   residual_denoiser: bool = True, fusion: str | None = None) -> nx.DiGraph:
     """The graph of the unfolded space (see the module docstring); ``group=None`` fixes every width."""
     if not 1 <= stages <= 32 or not 1 <= levels <= 6 or not 1 <= layers <= 8:
         raise ValueError(f"mod_unet: expected stages in 1..32, levels in 1..6 and layers in 1..8, "
@@ -109,7 +106,7 @@ def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers:
             graph.add_node(denoised, op="add")
             graph.add_edges_from([(previous, denoised), (tail, denoised)])
         step = f"t{t}_x"
-        graph.add_node(step, op="unfold", denoised=denoised, learned=unfold == "learned")
+        graph.add_node(step, op="unfold", denoised=denoised)
         graph.add_edges_from([("input", step), (denoised, step)] + ([(previous, step)] if previous != "input" else []))
         previous = step
     graph.add_node("output", op="output")
@@ -120,9 +117,7 @@ def mod_unet_graph(stages: int = 1, levels: int = 2, channels: int = 48, layers:
 @register_space("mod_unet")
 def mod_unet(stages: int = 1, levels: int = 2, channels: int = 48, layers: int = 3, image_channels: int = 1,
              normal_ops: list[str] | None = None, down_ops: list[str] | None = None, up_ops: list[str] | None = None,
-             group: int | None = 8, residual_denoiser: bool = True, fusion: str | None = None,
-             unfold: Literal["learned", "fixed"] = "learned") -> SearchSpace:
-    """MoD-NAS's unfolded U-Net space: ``stages`` (T) unfolding steps, ``levels`` down-samplings per U-Net;
-    ``unfold``: the steps' ``delta``, ``eta`` learned (the paper) or fixed at their initial values."""
+             group: int | None = 8, residual_denoiser: bool = True, fusion: str | None = None) -> SearchSpace:
+    """MoD-NAS's unfolded U-Net space: ``stages`` (T) unfolding steps, ``levels`` down-samplings per U-Net."""
     return SearchSpace(mod_unet_graph(stages, levels, channels, layers, image_channels, normal_ops, down_ops, up_ops,
-                                      group, residual_denoiser, fusion, unfold), "mod_unet")
+                                      group, residual_denoiser, fusion), "mod_unet")

@@ -375,11 +375,3 @@ def test_the_sharpening_options_reach_the_search(tmp_path) -> None:
     a = execute(create_run(parse_recipe(plain), tmp_path / "plain"), quiet=True)[0]
     b = execute(create_run(parse_recipe(sharp), tmp_path / "sharp"), quiet=True)[0]
     assert a["largest_probability"] != b["largest_probability"]
-
-
-def test_fixed_unfolding_steps_keep_delta_and_eta() -> None:
-    learned, fixed = (Supernet(mod_unet(stages=1, levels=1, channels=8, unfold=mode)) for mode in ("learned", "fixed"))
-    assert {n for n, _ in learned.named_parameters() if "unfold" in n} == {"unfold.t1_x.delta", "unfold.t1_x.eta"}
-    assert not [n for n, _ in fixed.named_parameters() if "unfold" in n]
-    step = extract(fixed, fixed.space.largest()).layers["t1_x"]
-    assert not step.delta.requires_grad and step.delta.item() == pytest.approx(0.1) and step.eta.item() == 9.0
