@@ -5,8 +5,10 @@ One parameter per label: logits ``alpha`` for op and input choices (the relaxed 
 channel for width choices (the relaxed value multiplies the layer's output channels, Eq. 10). N:M
 choices are not relaxed; they stay at their densest pattern. Derivation (Eq. 9-10): argmax op, the
 single most probable input, and per width label ``k`` = the number of channels whose scale magnitude
-exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels are kept; a derived
-network is retrained from scratch, so only ``k`` matters to it).
+exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels are listed in
+``derived.json``; extraction, and so ``train: {init: supernet}``, takes the first k, as every width
+choice does: retrained from scratch only ``k`` matters, inherited the first k channels' weights start
+the training).
 """
 from __future__ import annotations
 
