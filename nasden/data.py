@@ -116,7 +116,7 @@ def load_set(source: str, channels: int, split: str = "train") -> ImageSet:
     source, split = datasets.split_source(source)
     wanted = set(datasets.manifest(source).splits[split]) if split else None
     folder = resolve_folder(source)
-    if (folder / "noisy").is_dir() and (folder / "clean").is_dir():
+    if _is_pair_folder(folder):
         return _load_pairs(folder, channels, wanted)
     paths = [p for p in list_images(folder) if wanted is None or p.name in wanted]
     if not paths:
@@ -128,7 +128,10 @@ def is_pair_set(source: str) -> bool:
     """Whether ``source`` (a folder, dataset name or ``name:split``) holds real noisy/clean pairs."""
     if source == "builtin":
         return False
-    folder = resolve_folder(datasets.split_source(source)[0])
+    return _is_pair_folder(resolve_folder(datasets.split_source(source)[0]))
+
+
+def _is_pair_folder(folder: Path) -> bool:
     return (folder / "noisy").is_dir() and (folder / "clean").is_dir()
 
 
