@@ -15,8 +15,9 @@ Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and 
 four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
 instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
 entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
-``DECIDED``; ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_45k_arch_alone``
-is a diagnostic: the derived architecture retrained with the whole budget, its search not counted);
+``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
+search decides ops and inputs only); ``_inherit`` retrains from the supernet's weights in the same run;
+``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its search not counted);
 random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, each
 screened with 10% of the budget, K the number DARTS's measured search compute pays for, the best on
 validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
@@ -183,6 +184,7 @@ def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
 
 SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that make its decisions sharper
 DECIDED = {"decided": 0.5}  # undecided ops and inputs derive to the plain reference, not a near-random argmax
+UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
@@ -288,6 +290,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas": mod_nas(), "mod_nas_45k": mod_nas(45e3), "mod_nas_45k_sharp": mod_nas(45e3, SHARPEN),
     "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_decided": mod_nas(45e3, DECIDED),
     "mod_nas_45k_decided_inherit": mod_nas(45e3, DECIDED, inherit=True),
+    "mod_nas_45k_decided_uniform_inherit": mod_nas(45e3, {**DECIDED, **UNIFORM}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds,
     "evolution": evolution, "class_pruning": class_pruning,

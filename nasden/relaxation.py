@@ -71,7 +71,7 @@ class ArchParameters(nn.Module):
         return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
     def derive(self, threshold: float, group: int = 8, flops_target: float | None = None,
-               decided: float = 0.0) -> tuple[Architecture, dict[str, list[int]]]:
+               decided: float = 0.0, widths: str = "scales") -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first).
 
         Ops and inputs: the argmax; with ``decided`` > 0, a label whose largest probability is below it keeps
@@ -79,14 +79,23 @@ class ArchParameters(nn.Module):
         input), so a search too short to decide does not swap hand design for a near-random pick.
         Widths keep the channels whose |scale| exceeds ``threshold``; with ``flops_target`` (FLOPs per
         pixel) the threshold is instead the one, common to every width label, whose architecture is the
-        widest that costs at most the target (the smallest widths if none does)."""
+        widest that costs at most the target (the smallest widths if none does). ``widths="uniform"`` ignores
+        the scales: every width label keeps the same fraction of its channels, the first ones (as hand design
+        scales a network), the largest fraction within ``flops_target``."""
         choices = self.space.choices()
         arch: Architecture = {}
         for label, alpha in self.alphas.items():
             p = torch.softmax(alpha.detach(), 0)
             arch[label] = choices[label].values[int(p.argmax())] if p.max() >= decided else choices[label].largest()
         arch.update(self.fixed)
-        magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
+        if widths not in ("scales", "uniform"):
+            raise ValueError(f"widths: expected 'scales' or 'uniform', got {widths!r}")
+        if widths == "uniform" and flops_target is None:
+            raise ValueError("widths 'uniform' needs a flops_target to set the fraction of channels kept")
+        if widths == "uniform":  # channel i of c ranks 1 - i/c: one threshold keeps the same fraction everywhere
+            magnitudes = {label: 1 - torch.arange(len(s)) / len(s) for label, s in self.scales.items()}
+        else:
+            magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
         if flops_target is not None:
             threshold = self._threshold_for(arch, magnitudes, group, flops_target)
         kept: dict[str, list[int]] = {}

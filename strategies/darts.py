@@ -37,6 +37,7 @@ from nasden.registry import register_strategy
 from nasden.relaxation import ArchParameters, describe
 from nasden.run import StageContext
 from nasden.schedule import cosine_lr, set_lr
+from nasden.space import Architecture
 from nasden.storage import save_json
 from nasden.strategy import Strategy, require_counts, require_learning_rate
 from nasden.supernet import Supernet
@@ -55,7 +56,9 @@ class DartsConfig:
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
     adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
-    probability stays below it derives to the space's reference (first op, previous layer)."""
+    probability stays below it derives to the space's reference (first op, previous layer). ``widths``:
+    ``scales`` (MoD-NAS: the channels with the largest |scale|) or ``uniform`` (every width label the same
+    fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only)."""
 
     steps: int = 2000
     warmup: int = 500
@@ -68,6 +71,7 @@ class DartsConfig:
     threshold: float = 0.5
     flops_target: float | None = None
     decided: float = 0.0
+    widths: Literal["scales", "uniform"] = "scales"
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
@@ -93,6 +97,8 @@ class DartsConfig:
             raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
         if not 0 <= self.decided <= 1:
             raise ValueError(f"decided: expected a probability in [0, 1], got {self.decided}")
+        if self.widths not in ("scales", "uniform") or (self.widths == "uniform" and self.flops_target is None):
+            raise ValueError(f"widths: expected 'scales', or 'uniform' with a flops_target, got {self.widths!r}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
@@ -266,19 +272,22 @@ class Darts(Strategy):
         search.train()
         return value
 
+    def _derive(self, arch: ArchParameters) -> tuple[Architecture, dict[str, list[int]]]:
+        cfg = self.config
+        return arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided, cfg.widths)
+
     def _log_architecture(self, ctx: StageContext, arch: ArchParameters, step: int) -> None:
         writer = ctx.run.writer
         log_choice_probabilities(writer, arch.probabilities(), step)
         for label, scales in arch.scales.items():
             writer.add_histogram(f"arch/{label}", scales.detach().cpu(), step)
-        derived, _ = arch.derive(self.config.threshold, self.config.group, self.config.flops_target,
-                                 self.config.decided)
+        derived, _ = self._derive(arch)
         writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
 
     def _finish(self, ctx: StageContext, arch: ArchParameters, record: Record) -> dict[str, Any]:
         run, cfg = ctx.run, self.config
-        derived, kept = arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided)
+        derived, kept = self._derive(arch)
         c = cost(run.space, derived)
         probabilities = arch.probabilities()
         decided = {label: max(p.values()) for label, p in probabilities.items()}

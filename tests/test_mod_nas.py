@@ -231,6 +231,21 @@ def test_derivation_to_a_flops_target_lands_within_one_width_group(target: float
     assert all(smallest[label] == 8 for label in smallest if label.startswith("width:"))
 
 
+def test_uniform_widths_keep_one_fraction_of_every_label_whatever_the_scales() -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    with torch.no_grad():
+        for index, scales in enumerate(params.scales.values()):
+            scales.copy_(torch.linspace(0, 1, len(scales)) if index % 2 else torch.rand(len(scales)))
+    half = cost(space, {**space.largest(), **{label: 16 for label in space.choices() if label.startswith("width:")}})
+    arch, kept = params.derive(threshold=0.5, group=8, flops_target=half.flops_per_pixel + 1, decided=1.0,
+                               widths="uniform")  # decided 1: the reference ops, those of ``half``
+    assert {arch[label] for label in kept} == {16}  # half of 32 everywhere, the largest fraction that fits
+    assert all(channels == list(range(16)) for channels in kept.values())  # the first ones, as extraction takes
+    with pytest.raises(ValueError, match="flops_target"):
+        params.derive(threshold=0.5, widths="uniform")
+
+
 def test_nm_choices_stay_dense_in_the_relaxation() -> None:
     from nasden.search_spaces.toy import toy
 
