@@ -286,7 +286,7 @@ class Darts(Strategy):
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
 
     def _finish(self, ctx: StageContext, arch: ArchParameters, record: Record) -> dict[str, Any]:
-        run, cfg = ctx.run, self.config
+        run = ctx.run
         derived, kept = self._derive(arch)
         c = cost(run.space, derived)
         probabilities = arch.probabilities()
