@@ -12,6 +12,12 @@ The divergence D defaults to MSE. With L1, every distillation term pushes with f
 (its gradient is a sign) however close student and teacher already are; three such terms
 outweigh the one ground-truth term and, on a BN-free DnCNN, pulled every sub-network to the
 identity (output = noisy input). With MSE the pull is proportional to the disagreement.
+
+``distill_ramp: [start, end]`` (fractions of the steps; off by default, as in the paper) brings the
+teachers in late: before ``start`` every sub-network learns from the ground truth, from ``end`` on from
+its teacher, and in between from the mix ``w · teacher + (1 − w) · ground truth``, ``w`` rising linearly.
+Distilling from the first step gives n − 1 of the n sub-networks a teacher that is still learning, so
+only the largest's term carries the ground truth while it matters most.
 """
 from __future__ import annotations
 
@@ -35,15 +41,19 @@ Distill = Literal["synergy", "inplace", "none"]
 
 
 def sandwich_step(supernet: Supernet, archs: Sequence[Architecture], noisy: Tensor, clean: Tensor, distill: Distill,
-                  divergence: Callable[[Tensor, Tensor], Tensor], backward: Callable[[Tensor], None]) -> float:
+                  divergence: Callable[[Tensor, Tensor], Tensor], backward: Callable[[Tensor], None],
+                  weight: float = 1.0) -> float:
     """Accumulate the gradients of one sandwich step: each sub-network's divergence from its target
-    (:func:`distill_target`, teachers' outputs detached), one backward per sub-network so one graph is in
-    memory at a time; returns the summed loss."""
+    (:func:`distill_target`, teachers' outputs detached, mixed with the ground truth: ``weight`` of the
+    teacher), one backward per sub-network so one graph is in memory at a time; returns the summed loss."""
     outputs: list[Tensor] = []
     total = 0.0
     for index, arch in enumerate(archs):
         out = supernet(noisy, arch)
-        loss = divergence(out, distill_target(distill, index, len(archs), clean, outputs))
+        target = distill_target(distill, index, len(archs), clean, outputs)
+        if weight < 1 and target is not clean:
+            target = torch.lerp(clean, target, weight)
+        loss = divergence(out, target)
         backward(loss)
         total += loss.item()
         outputs.append(out.detach())
@@ -52,12 +62,15 @@ def sandwich_step(supernet: Supernet, archs: Sequence[Architecture], noisy: Tens
 
 @dataclass
 class SandwichConfig:
-    """``n`` sub-networks per step (largest, n-2 random, smallest); ``loss`` is the divergence D."""
+    """``n`` sub-networks per step (largest, n-2 random, smallest); ``loss`` is the divergence D;
+    ``distill_ramp``: [start, end] fractions of the steps over which the teachers take over the targets
+    (the module doc)."""
 
     steps: int = 2000
     n: int = 4
     distill: Distill = "synergy"
     loss: Literal["mse", "l1"] = "mse"
+    distill_ramp: list[float] | None = None
     lr: float = 1e-3
     lr_min: float = 1e-6
     batch: int | None = None
@@ -72,6 +85,19 @@ class SandwichConfig:
             raise ValueError(f"n: expected 2..64 sub-networks per step, got {self.n}")
         if not 0 < self.lr_min <= self.lr <= 10:
             raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+        if self.distill_ramp is not None:
+            if len(self.distill_ramp) != 2 or not 0 <= self.distill_ramp[0] <= self.distill_ramp[1] <= 1:
+                raise ValueError(f"distill_ramp: expected [start, end] with 0 <= start <= end <= 1, "
+                                 f"got {self.distill_ramp}")
+
+    def distill_weight(self, step: int) -> float:
+        """The teachers' share of the targets at ``step`` (1 without a ramp)."""
+        if self.distill_ramp is None:
+            return 1.0
+        start, end = (fraction * self.steps for fraction in self.distill_ramp)
+        if step < start:
+            return 0.0
+        return 1.0 if step >= end else (step - start) / (end - start)
 
 
 def sandwich_archs(space: SearchSpace, n: int, rng: random.Random) -> list[Architecture]:
@@ -109,7 +135,7 @@ class Sandwich(Strategy):
             noisy, clean = (t.to(run.device) for t in batch)
             archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
             total = sandwich_step(supernet, archs, noisy, clean, cfg.distill, divergence,
-                                  lambda loss: loop.backward(loss, step))
+                                  lambda loss: loop.backward(loss, step), cfg.distill_weight(step))
             done = loop.update(step)
             loop.log(done, {"loss": total})
             if loop.due(done, cfg.val_every):

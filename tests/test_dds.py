@@ -16,7 +16,7 @@ from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute
 from nasden.strategies.gate import budget_bias, complexity_loss, gate_labels, spread_over_flops
-from nasden.strategies.sandwich import distill_target, sandwich_archs, sandwich_step
+from nasden.strategies.sandwich import SandwichConfig, distill_target, sandwich_archs, sandwich_step
 from nasden.strategies.slimming import slimmer
 from nasden.supernet import Supernet
 
@@ -75,6 +75,29 @@ def test_a_sandwich_step_stops_the_gradient_at_its_teachers() -> None:
     for got, expected in zip(step, gradients(teacher_detached=True)):
         torch.testing.assert_close(got, expected)
     assert any(not torch.allclose(got, other) for got, other in zip(step, gradients(teacher_detached=False)))
+
+
+def test_distill_ramp_mixes_the_teacher_into_the_target_linearly() -> None:
+    ramp = SandwichConfig(steps=100, distill_ramp=[0.2, 0.6])
+    assert [ramp.distill_weight(s) for s in (0, 19, 20, 40, 50, 60, 99)] == [0, 0, 0, 0.5, 0.75, 1, 1]
+    assert SandwichConfig(steps=100).distill_weight(0) == 1.0  # the paper: teachers from the first step
+    assert SandwichConfig(steps=10, distill_ramp=[0.5, 0.5]).distill_weight(4) == 0.0
+    for bad in ([0.6, 0.2], [0.5], [0.0, 1.5]):
+        with pytest.raises(ValueError, match="distill_ramp"):
+            SandwichConfig(distill_ramp=bad)
+    space = SPACES.get("slimmable")(depth=3, channels=16)
+    supernet = Supernet(space)
+    archs = [space.largest(), space.smallest()]
+    noisy, clean = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 12, 12)
+    with torch.no_grad():
+        largest, smallest = (supernet(noisy, arch) for arch in archs)
+        expected = F.mse_loss(largest, clean) + F.mse_loss(smallest, 0.75 * clean + 0.25 * largest)
+
+        def step(mode: str, weight: float) -> float:
+            return sandwich_step(supernet, archs, noisy, clean, mode, F.mse_loss, lambda loss: None, weight)
+
+        assert step("inplace", 0.25) == pytest.approx(expected.item(), rel=1e-6)
+        assert step("inplace", 0.0) == pytest.approx(step("none", 1.0), rel=1e-6)
 
 
 def test_slimmer_steps_down_by_a_group() -> None:
