@@ -9,14 +9,14 @@ width) is trained the same number of steps (Adam, MSE, cosine from 1e-4) on the 
 * ``camera``: with the synthetic camera noise of :mod:`nasden.noise` (``data.pairs: clean``);
 * ``real_lr_1e-3``: ``real`` at the AWGN recipes' learning rate, 1e-3 (all others: 1e-4, as the recipe): on
   this mild noise Adam at 1e-3 kills the ReLUs and the network stays the identity; ``awgn_lr_1e-3``: AWGN
-  training at 1e-3, where it does not;
+  training at 1e-3, where it does not; ``real_lr_3e-4``: between the two;
 
 and scored on the 31 held-out ``polyu:test`` pairs (scenes none of them saw) against the noisy
 input. ``recipe`` runs ``recipes/real_noise.yaml`` itself (DARTS search, retrain, evaluate) and records
 its figures and wall time. ``statistics`` compares the camera model's noise with the real noise on the
 training images (PSNR, correlation between neighbouring pixels and between red and green).
 
-    python bench/real_noise.py [statistics] [real awgn camera real_lr_1e-3 awgn_lr_1e-3] [recipe] [--steps 3000]
+    python bench/real_noise.py [statistics] [real awgn camera real_lr_1e-3 awgn_lr_1e-3 real_lr_3e-4] [recipe] [--steps 3000]
 
 Each entry is written to ``bench/results/real_noise/<entry>.json`` as it finishes; ``report`` (run last,
 or as the last entry) gathers ``bench/results/real_noise.{json,md}``. Needs ``polyu`` (``nasden data get
@@ -49,7 +49,7 @@ CAMERA = {"kind": "camera", "peak": [200, 2000], "sigma": [0, 2], "jpeg": [80, 9
 # entry: (pairs, noise, learning rate); the _lr_1e-3 entries show why the recipe trains at 1e-4
 TRAINED = {"real": ("real", {}, 1e-4), "awgn": ("clean", {"sigma": [0, 15]}, 1e-4),
            "camera": ("clean", CAMERA, 1e-4), "real_lr_1e-3": ("real", {}, 1e-3),
-           "awgn_lr_1e-3": ("clean", {"sigma": [0, 15]}, 1e-3)}
+           "awgn_lr_1e-3": ("clean", {"sigma": [0, 15]}, 1e-3), "real_lr_3e-4": ("real", {}, 3e-4)}
 
 
 def trained(way: str, steps: int) -> dict[str, Any]:
