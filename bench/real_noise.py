@@ -16,7 +16,7 @@ input. ``recipe`` runs ``recipes/real_noise.yaml`` itself (DARTS search, retrain
 its figures and wall time. ``statistics`` compares the camera model's noise with the real noise on the
 training images (PSNR, correlation between neighbouring pixels and between red and green).
 
-    python bench/real_noise.py [statistics] [real awgn camera real_lr_1e-3 awgn_lr_1e-3 real_lr_3e-4] [recipe] [--steps 3000]
+    python bench/real_noise.py [statistics] [real awgn camera ...] [recipe] [--steps 3000]   # entries: TRAINED
 
 Each entry is written to ``bench/results/real_noise/<entry>.json`` as it finishes; ``report`` (run last,
 or as the last entry) gathers ``bench/results/real_noise.{json,md}``. Needs ``polyu`` (``nasden data get
