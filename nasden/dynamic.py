@@ -122,6 +122,7 @@ class DynamicDenoiser(nn.Module):
         # views, not submodules: the weights are registered once, as self.network
         self._views = [Candidate(self.network, arch, stats) for arch, stats in zip(self.archs, self.statistics)]
         self.flops = [float(f) for f in flops]
+        self.register_buffer("relative_flops", torch.tensor(self.flops) / max(self.flops), persistent=False)
         self.counts = torch.zeros(len(archs), dtype=torch.long)
         self.cost_bias = cost_bias
         self.shared_block = shared_block(gate, self.network)
@@ -148,8 +149,7 @@ class DynamicDenoiser(nn.Module):
     def choose(self, logits: Tensor, cost_bias: float) -> Tensor:
         """``argmax(logits_i - cost_bias · FLOPs_i / FLOPs_max)`` per row (log p_i differs from the logits
         by a constant per row, so this is the rule above)."""
-        relative = torch.tensor(self.flops, device=logits.device) / max(self.flops)
-        return (logits - cost_bias * relative).argmax(1)
+        return (logits - cost_bias * self.relative_flops).argmax(1)
 
     def run(self, x: Tensor, choice: Tensor, features: Tensor | None = None) -> Tensor:
         """Run each image on its chosen candidate, one call per candidate chosen (``features``: the gate's
