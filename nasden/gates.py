@@ -46,10 +46,20 @@ class DDSGate(nn.Module):
     def classify(self, features: Tensor) -> Tensor:
         """The logits from the stem's output (which a dynamic denoiser reuses as its first block's). The head's
         1×1 convs see a 1×1 map: they run as the matrix products they are (a conv call costs far more)."""
-        reduced = F.relu(self.reduce(features.mean((2, 3))))
+        reduced = F.relu(self.reduce(spatial_mean(features)))
         first, norm, relu, last = self.head
         hidden = relu(norm(F.linear(reduced, first.weight.flatten(1), first.bias)[:, :, None, None])).flatten(1)
         return F.linear(hidden, last.weight.flatten(1), last.bias)
+
+
+def spatial_mean(x: Tensor) -> Tensor:
+    """``x.mean((2, 3))``; for a channels-last ``x`` as a matrix product over its rows of channels, which reads
+    the memory once (PyTorch's reduction over the outer dimensions of NHWC is about 3× slower on CPU)."""
+    n, c, h, w = x.shape
+    if c == 1 or not x.is_contiguous(memory_format=torch.channels_last):
+        return x.mean((2, 3))
+    rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return torch.matmul(x.new_full((1, h * w), 1 / (h * w)), rows).squeeze(1)
 
 
 def first_block(supernet: Supernet) -> tuple[list[str], str | None]:

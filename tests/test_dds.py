@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from nasden.cli import main
 from nasden.dynamic import DynamicDenoiser
 from nasden.final import load as load_final
-from nasden.gates import dds_gate
+from nasden.gates import dds_gate, spatial_mean
 from nasden.images import save_image
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
@@ -272,3 +272,12 @@ def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:
     for index, name in enumerate(manifest["candidates"]):
         (y,) = ort.InferenceSession(str(tmp_path / "onnx" / name)).run(None, {"noisy": x.numpy()})
         torch.testing.assert_close(torch.from_numpy(y), model.candidates[index](x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_spatial_mean_is_the_mean_in_either_memory_format(channels_last: bool) -> None:
+    x = torch.randn(3, 5, 7, 9, requires_grad=True)
+    y = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    torch.testing.assert_close(spatial_mean(y), x.mean((2, 3)))
+    spatial_mean(y).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 1 / 63))
