@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dds_vs_static import base, run, test_stage
+from dds_vs_static import add_setting_arguments, base, run, test_stage
 
 from nasden.evaluation import markdown_table
 from record import write_report
@@ -35,12 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["none", "synergy", "synergy_late"])
-    parser.add_argument("--sigma", default="25", help="a number, or 'blind' for 0-50")
-    parser.add_argument("--depth", type=int, default=10)
-    parser.add_argument("--channels", type=int, default=48)
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    add_setting_arguments(parser)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="dds_distillation-"))
     rows = []

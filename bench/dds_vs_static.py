@@ -37,6 +37,16 @@ from record import RESULTS, provenance
 LEVELS = (0.25, 0.5, 1.0)
 
 
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`base` and :func:`test_stage` read: noise, backbone size, patches, data folder."""
+    parser.add_argument("--sigma", default="25", help="a number, or 'blind' for 0-50")
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--channels", type=int, default=48)
+    parser.add_argument("--patch", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
 def base(args: argparse.Namespace, name: str, stages: list[dict]) -> dict[str, Any]:
     sigma: Any = [0, 50] if args.sigma == "blind" else float(args.sigma)
     return {
@@ -73,12 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--gate-steps", type=int, default=300)
-    parser.add_argument("--sigma", default="25", help="a number, or 'blind' for 0-50")
-    parser.add_argument("--depth", type=int, default=10)
-    parser.add_argument("--channels", type=int, default=48)
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    add_setting_arguments(parser)
     args = parser.parse_args()
     if not (Path(args.data) / "train400").is_dir():
         raise SystemExit(f"skipped: {args.data}/train400 not found (pass --data)")
