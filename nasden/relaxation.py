@@ -88,14 +88,13 @@ class ArchParameters(nn.Module):
             p = torch.softmax(alpha.detach(), 0)
             arch[label] = choices[label].values[int(p.argmax())] if p.max() >= decided else choices[label].largest()
         arch.update(self.fixed)
-        if widths not in ("scales", "uniform"):
-            raise ValueError(f"widths: expected 'scales' or 'uniform', got {widths!r}")
-        if widths == "uniform" and flops_target is None:
-            raise ValueError("widths 'uniform' needs a flops_target to set the fraction of channels kept")
-        if widths == "uniform":  # channel i of c ranks 1 - i/c: one threshold keeps the same fraction everywhere
+        if widths == "scales":
+            magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
+        elif widths == "uniform" and flops_target is not None:
+            # channel i of c ranks 1 - i/c, so one threshold keeps the same fraction of every label
             magnitudes = {label: 1 - torch.arange(len(s)) / len(s) for label, s in self.scales.items()}
         else:
-            magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
+            raise ValueError(f"widths: expected 'scales', or 'uniform' with a flops_target, got {widths!r}")
         if flops_target is not None:
             threshold = self._threshold_for(arch, magnitudes, group, flops_target)
         kept: dict[str, list[int]] = {}

@@ -243,7 +243,7 @@ def test_uniform_widths_keep_one_fraction_of_every_label_whatever_the_scales() -
     assert {arch[label] for label in kept} == {16}  # half of 32 everywhere, the largest fraction that fits
     assert all(channels == list(range(16)) for channels in kept.values())  # the first ones, as extraction takes
     with pytest.raises(ValueError, match="flops_target"):
-        params.derive(threshold=0.5, widths="uniform")
+        params.derive(threshold=0.5, widths="uniform")  # no target: no fraction to keep
 
 
 def test_nm_choices_stay_dense_in_the_relaxation() -> None:
