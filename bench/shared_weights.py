@@ -6,9 +6,10 @@ parameters and ``final.pt`` size with one shared weight set against the E separa
 nasden stored before; CPU time of every candidate run from the shared weights against its extracted
 network (interleaved, the median of ``--runs``, in one process so the ratio is fair); and what the gate
 adds: the whole dynamic denoiser made to choose the smallest candidate (a huge cost bias) against that
-candidate alone. DDS-Net's gate hands its first block to the candidate (``DynamicDenoiser.shared_block``),
-so only its squeeze and head are extra; the classifier runs its own four blocks. Random weights: time and
-size do not depend on them.
+candidate alone, the two back to back in alternating order (whichever runs second finds the caches
+warm; in a fixed order that advantage lands on one side). DDS-Net's gate hands its first block to the
+candidate (``DynamicDenoiser.shared_block``), so only its squeeze and head are extra; the classifier runs
+its own four blocks. Random weights: time and size do not depend on them.
 
     python bench/shared_weights.py [--side 256] [--runs 31]
 
@@ -56,6 +57,29 @@ def wall_times(calls: list[Callable[[], Any]], runs: int) -> list[list[float]]:
     return times
 
 
+def gate_seconds(model: DynamicDenoiser, x: torch.Tensor, runs: int) -> tuple[float, dict[str, float]]:
+    """What routing adds to the smallest candidate: the median over ``runs`` rounds of (routed − the smallest
+    alone), the two run back to back in alternating order, so neither always meets caches the other warmed;
+    also the medians of each order (a difference between them is the order's, not the gate's)."""
+    model.cost_bias = 1e9  # always the smallest candidate
+    routed, alone = (lambda: model(x)), (lambda: model.candidates[0](x))
+    differences: dict[str, list[float]] = {"routed first": [], "alone first": []}
+    with torch.no_grad():
+        routed(), alone()
+        for round_ in range(runs):
+            order = (routed, alone) if round_ % 2 else (alone, routed)
+            seconds = []
+            for call in order:
+                start = time.perf_counter()
+                call()
+                seconds.append(time.perf_counter() - start)
+            first_routed = order[0] is routed
+            difference = seconds[0] - seconds[1] if first_routed else seconds[1] - seconds[0]
+            differences["routed first" if first_routed else "alone first"].append(difference)
+    every = [d for values in differences.values() for d in values]
+    return statistics.median(every), {k: statistics.median(v) for k, v in differences.items()}
+
+
 def dds() -> DynamicDenoiser:
     space = build_space({"name": "slimmable", "backbone": "dncnn", "depth": 17, "channels": 64})
     supernet = Supernet(space)
@@ -81,15 +105,12 @@ def measure(name: str, model: DynamicDenoiser, side: int, runs: int) -> list[dic
     separate = {f"candidates.{i}.{k}": v for i, net in enumerate(extracted) for k, v in net.state_dict().items()}
     separate.update({f"gate.{k}": v for k, v in model.gate.state_dict().items()})
     x = torch.rand(1, space.in_channels, side, side)
-    model.cost_bias = 1e9  # always the smallest candidate: the gate's overhead is the difference
-    calls: list[Callable[[], Any]] = [lambda: model(x)]
+    calls: list[Callable[[], Any]] = []
     for view, network in zip(model.candidates, extracted):
         calls += [lambda view=view: view(x), lambda network=network: network(x)]
-    times = wall_times(calls, runs)
-    seconds = [statistics.median(t) for t in times]
-    pairs = list(zip(seconds[1::2], seconds[2::2]))
-    # the gate's share: the median of the per-round differences (routed − the smallest alone, run back to back)
-    gate_s = statistics.median(routed - alone for routed, alone in zip(times[0], times[1]))
+    seconds = [statistics.median(t) for t in wall_times(calls, runs)]
+    pairs = list(zip(seconds[0::2], seconds[1::2]))
+    gate_s, by_order = gate_seconds(model, x, runs)
     described = final.describe(model, space, final.dynamic_spec(model))
     rows = []
     for index, (shared_s, extracted_s) in enumerate(pairs):
@@ -104,7 +125,8 @@ def measure(name: str, model: DynamicDenoiser, side: int, runs: int) -> list[dic
                "final_pt_mb_shared": round(megabytes(model.state_dict()), 3),
                "final_pt_mb_separate": round(megabytes(separate), 3),
                "gate_flops_ratio": round(model.gate_flops / model.flops[0], 4),
-               "gate_time_ratio": round(gate_s / pairs[0][0], 4)}
+               "gate_time_ratio": round(gate_s / pairs[0][0], 4),
+               **{f"gate_ms, {order}": round(1000 * v, 3) for order, v in by_order.items()}}
     return [summary, *rows]
 
 
