@@ -18,9 +18,9 @@ entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to t
 ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
 search decides ops and inputs only); ``_inherit`` retrains from the supernet's weights in the same run;
 ``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
-search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, each
-screened with 10% of the budget, K the number DARTS's measured search compute pays for, the best on
-validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
+search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
+FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
+best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
 (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
 ClassPruning (classifier, branches, joint); BM3D (no training; ``pip install -e .[bench]``).
 

@@ -62,20 +62,19 @@ def gate_seconds(model: DynamicDenoiser, x: torch.Tensor, runs: int) -> tuple[fl
     alone), the two run back to back in alternating order, so neither always meets caches the other warmed;
     also the medians of each order (a difference between them is the order's, not the gate's)."""
     model.cost_bias = 1e9  # always the smallest candidate
-    routed, alone = (lambda: model(x)), (lambda: model.candidates[0](x))
+    calls = {"routed": lambda: model(x), "alone": lambda: model.candidates[0](x)}
     differences: dict[str, list[float]] = {"routed first": [], "alone first": []}
     with torch.no_grad():
-        routed(), alone()
+        for call in calls.values():
+            call()  # warm-up
         for round_ in range(runs):
-            order = (routed, alone) if round_ % 2 else (alone, routed)
-            seconds = []
-            for call in order:
+            order = ("routed", "alone") if round_ % 2 else ("alone", "routed")
+            seconds = {}
+            for name in order:
                 start = time.perf_counter()
-                call()
-                seconds.append(time.perf_counter() - start)
-            first_routed = order[0] is routed
-            difference = seconds[0] - seconds[1] if first_routed else seconds[1] - seconds[0]
-            differences["routed first" if first_routed else "alone first"].append(difference)
+                calls[name]()
+                seconds[name] = time.perf_counter() - start
+            differences[f"{order[0]} first"].append(seconds["routed"] - seconds["alone"])
     every = [d for values in differences.values() for d in values]
     return statistics.median(every), {k: statistics.median(v) for k, v in differences.items()}
 
