@@ -16,13 +16,15 @@ four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` deriv
 instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
 entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
 ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
-search decides ops and inputs only); ``_inherit`` retrains from the supernet's weights in the same run;
+search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP (``PER_FLOP``);
+``_inherit`` retrains from the supernet's weights in the same run;
 ``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
 search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
 FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
 best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
 (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
-ClassPruning (classifier, branches, joint); BM3D (no training; ``pip install -e .[bench]``).
+ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
+the U-Net backbone; BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -191,6 +193,7 @@ def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
 SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that make its decisions sharper
 DECIDED = {"decided": 0.5}  # undecided ops and inputs derive to the plain reference, not a near-random argmax
 UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
+PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
@@ -303,6 +306,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_decided": mod_nas(45e3, DECIDED),
     "mod_nas_45k_decided_inherit": mod_nas(45e3, DECIDED, inherit=True),
     "mod_nas_45k_decided_uniform_inherit": mod_nas(45e3, {**DECIDED, **UNIFORM}, inherit=True),
+    "mod_nas_45k_decided_per_flop_inherit": mod_nas(45e3, {**DECIDED, **PER_FLOP}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),

@@ -81,7 +81,9 @@ class ArchParameters(nn.Module):
         pixel) the threshold is instead the one, common to every width label, whose architecture is the
         widest that costs at most the target (the smallest widths if none does). ``widths="uniform"`` ignores
         the scales: every width label keeps the same fraction of its channels, the first ones (as hand design
-        scales a network), the largest fraction within ``flops_target``."""
+        scales a network), the largest fraction within ``flops_target``. ``widths="per_flop"`` ranks channels by
+        importance per FLOP (:meth:`importance_per_flop`) against one threshold, the largest set within
+        ``flops_target``."""
         choices = self.space.choices()
         arch: Architecture = {}
         for label, alpha in self.alphas.items():
@@ -93,8 +95,11 @@ class ArchParameters(nn.Module):
         elif widths == "uniform" and flops_target is not None:
             # channel i of c ranks 1 - i/c, so one threshold keeps the same fraction of every label
             magnitudes = {label: 1 - torch.arange(len(s)) / len(s) for label, s in self.scales.items()}
+        elif widths == "per_flop" and flops_target is not None:
+            magnitudes = self.importance_per_flop(arch)
         else:
-            raise ValueError(f"widths: expected 'scales', or 'uniform' with a flops_target, got {widths!r}")
+            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' with a flops_target, "
+                             f"got {widths!r}")
         if flops_target is not None:
             threshold = self._threshold_for(arch, magnitudes, group, flops_target)
         kept: dict[str, list[int]] = {}
@@ -103,6 +108,26 @@ class ArchParameters(nn.Module):
             kept[label] = sorted(torch.argsort(magnitude, descending=True)[:arch[label]].tolist())
         self.space.check(arch)
         return arch, kept
+
+    def importance_per_flop(self, arch: Architecture) -> dict[str, Tensor]:
+        """Per width label and channel: |scale| relative to the label's mean |scale|, divided by the FLOPs per pixel
+        one channel of the label costs (``arch``'s ops and inputs, every width at its widest).
+
+        Relative, because a scale before a ReLU layer is only defined up to what the next layer's weights absorb:
+        magnitudes compare within a label, not across labels. Per FLOP, because channels are not equally dear: in
+        a U-Net one at full resolution costs 4× one a level down, and a common threshold on raw magnitudes keeps
+        the dear ones as readily as the cheap ones."""
+        choices = self.space.choices()
+        widest = {**arch, **{label: max(choices[label].values) for label in self.scales}}
+        total = cost(self.space, widest).flops_per_pixel
+        importance = {}
+        for label, scales in self.scales.items():
+            narrowest, widest_width = min(choices[label].values), max(choices[label].values)
+            saved = total - cost(self.space, {**widest, label: narrowest}).flops_per_pixel
+            per_channel = max(saved / max(widest_width - narrowest, 1), 1e-9)  # a dead layer's channels cost nothing
+            magnitude = scales.detach().abs().cpu()
+            importance[label] = magnitude / magnitude.mean().clamp_min(1e-12) / per_channel
+        return importance
 
     def _widths(self, magnitudes: dict[str, Tensor], threshold: float, group: int) -> dict[str, int]:
         """Per width label: the channels above ``threshold``, rounded up to a multiple of ``group`` and to an

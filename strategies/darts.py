@@ -57,8 +57,10 @@ class DartsConfig:
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
     adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
     probability stays below it derives to the space's reference (first op, previous layer). ``widths``:
-    ``scales`` (MoD-NAS: the channels with the largest |scale|) or ``uniform`` (every width label the same
-    fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only)."""
+    ``scales`` (MoD-NAS: the channels with the largest |scale|), ``uniform`` (every width label the same
+    fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only) or
+    ``per_flop`` (|scale| relative to its layer's mean, per FLOP one channel of the layer costs, the most
+    important per FLOP within ``flops_target``)."""
 
     steps: int = 2000
     warmup: int = 500
@@ -71,7 +73,7 @@ class DartsConfig:
     threshold: float = 0.5
     flops_target: float | None = None
     decided: float = 0.0
-    widths: Literal["scales", "uniform"] = "scales"
+    widths: Literal["scales", "uniform", "per_flop"] = "scales"
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
@@ -97,8 +99,10 @@ class DartsConfig:
             raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
         if not 0 <= self.decided <= 1:
             raise ValueError(f"decided: expected a probability in [0, 1], got {self.decided}")
-        if self.widths not in ("scales", "uniform") or (self.widths == "uniform" and self.flops_target is None):
-            raise ValueError(f"widths: expected 'scales', or 'uniform' with a flops_target, got {self.widths!r}")
+        if self.widths not in ("scales", "uniform", "per_flop") or (self.widths != "scales"
+                                                                     and self.flops_target is None):
+            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' with a flops_target, "
+                             f"got {self.widths!r}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:

@@ -246,6 +246,27 @@ def test_uniform_widths_keep_one_fraction_of_every_label_whatever_the_scales() -
         params.derive(threshold=0.5, widths="uniform")  # no target: no fraction to keep
 
 
+def test_per_flop_widths_keep_cheap_channels_first_and_ignore_each_layers_scale() -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    importance = params.importance_per_flop(space.largest())
+    full = cost(space, space.largest()).flops_per_pixel
+    for label in ("width:t1_enc0_n2", "width:t1_dec1_n2"):  # equal scales: 1 / the FLOPs one channel costs
+        saved = full - cost(space, {**space.largest(), label: 8}).flops_per_pixel
+        torch.testing.assert_close(importance[label], torch.full((32,), 24 / saved))
+    bottom = [label for label in importance if "dec1" in label]  # half resolution: a quarter of the cost
+    assert importance[bottom[0]][0] > 3 * importance["width:t1_enc0_n2"][0]
+    target = 0.7 * full
+    arch, _ = params.derive(threshold=0.5, group=8, flops_target=target, decided=1.0, widths="per_flop")
+    assert all(arch[label] == 32 for label in bottom)  # the cheap channels are kept whole
+    assert cost(space, arch).flops_per_pixel <= target < full
+    with torch.no_grad():  # a layer's scales times 10 (as the next layer's weights could absorb) change nothing
+        params.scales["width:t1_enc0_n2"].mul_(10)
+    assert params.derive(threshold=0.5, group=8, flops_target=target, decided=1.0, widths="per_flop")[0] == arch
+    with pytest.raises(ValueError, match="flops_target"):
+        params.derive(threshold=0.5, widths="per_flop")
+
+
 def test_nm_choices_stay_dense_in_the_relaxation() -> None:
     from nasden.search_spaces.toy import toy
 
