@@ -68,7 +68,7 @@ STORE = EntryStore(RESULTS / "frontier")
 BUDGET = 6e13  # FLOPs of training compute per entry at --budget 1 (about 12 minutes on 2 CPU cores)
 SETTINGS = {"sigma25": {"sigma": 25.0, "test": [25.0]}, "blind": {"sigma": [0.0, 50.0], "test": [15.0, 25.0, 50.0]}}
 SETS = ("set12", "bsd68")
-PROBE = (2, 6)  # steps of the two probe runs
+PROBE = (2, 10)  # steps of the two probe runs
 
 STATIC = {  # family: (space, the option that sets the size, sizes)
     "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
@@ -130,13 +130,20 @@ class Entry:
     def _probe(self, space: dict[str, Any], stages: list[dict[str, Any]],
                budgeted: list[int]) -> tuple[dict[int, float], float, list[dict]]:
         """FLOPs per step of every budgeted stage, the FLOPs of everything else, and the shortest probe's
-        stage summaries, from short runs."""
+        stage summaries, from short runs.
+
+        A stage's FLOPs per step come from two runs of the stages up to it that differ only in its steps: the
+        stages after it are left out, since what they cost depends on the weights they get (slimming's path,
+        the gate's candidates) and that noise, divided by a few steps, once halved a sandwich stage's steps."""
         short, long_ = PROBE
         _, summaries, base = self._execute(self.recipe(space, _with_steps(stages, dict.fromkeys(budgeted, short))))
         per_step = {}
         for i in budgeted:
-            steps = {**dict.fromkeys(budgeted, short), i: long_}
-            per_step[i] = (self._execute(self.recipe(space, _with_steps(stages, steps)))[2] - base) / (long_ - short)
+            head = stages[:i + 1]
+            steps = dict.fromkeys([j for j in budgeted if j <= i], short)
+            before = base if i == len(stages) - 1 else self._execute(self.recipe(space, _with_steps(head, steps)))[2]
+            after = self._execute(self.recipe(space, _with_steps(head, {**steps, i: long_})))[2]
+            per_step[i] = (after - before) / (long_ - short)
         return per_step, base - short * sum(per_step.values()), summaries
 
 
