@@ -8,8 +8,8 @@ test set. Noisy test images are a pure function of the seed (0). Every entry get
 compute, ``--budget`` × 6e13 FLOPs, counted by :class:`nasden.compute.ComputeCounter` over every
 step of every stage, search included (convolution and matrix FLOPs as they run, forward and
 backward). A stage's steps are set from its measured compute per step: two short probe runs of the
-entry's recipe that differ only in that stage's steps give its FLOPs per step and the rest's fixed
-FLOPs, and the budget left is shared out. Test scoring is not counted. Wall time is recorded beside.
+entry's stages up to that one, differing only in its steps, give its FLOPs per step, a short run of the
+whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test scoring is not counted. Wall time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
 four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
