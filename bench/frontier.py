@@ -9,7 +9,8 @@ compute, ``--budget`` × 6e13 FLOPs, counted by :class:`nasden.compute.ComputeCo
 step of every stage, search included (convolution and matrix FLOPs as they run, forward and
 backward). A stage's steps are set from its measured compute per step: two short probe runs of the
 entry's stages up to that one, differing only in its steps, give its FLOPs per step, a short run of the
-whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test scoring is not counted. Wall time is recorded beside.
+whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test scoring is not counted. Wall
+time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
 four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
@@ -170,9 +171,11 @@ def plain_arch(space_config: dict[str, Any]) -> Architecture:
 
 
 def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
-    """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel and the final spec."""
+    """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel per set and σ and their mean over
+    BSD68's σ (what the headline PSNR averages; a dynamic network's FLOPs follow the noise), and the final spec."""
     space, spec, model = final.load(run_dir, device)
     scores: dict[str, Any] = {}
+    flops: dict[str, float] = {}
     for name in SETS:
         images = load_set(str(DATA / name), 1, "val")
         for sigma in SETTINGS[setting]["test"]:
@@ -180,10 +183,11 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
                      for n, noisy, clean in evaluation_pairs(images, NoiseConfig(sigma=sigma), 0)]
             row = evaluate_network(model, space, spec, pairs, name)
             scores[f"{name}_s{sigma:g}"] = row["psnr"]
-            flops = row["flops_per_pixel"]
+            flops[f"{name}_s{sigma:g}"] = row["flops_per_pixel"]
             if "shares" in row:
                 scores[f"{name}_s{sigma:g}_shares"] = row["shares"]
-    return {"psnr": scores, "flops_per_pixel": flops, "spec": spec}
+    headline_flops = statistics.mean(flops[f"bsd68_s{s:g}"] for s in SETTINGS[setting]["test"])
+    return {"psnr": scores, "flops_per_pixel": headline_flops, "flops_per_pixel_by_test": flops, "spec": spec}
 
 
 # -- entries ---------------------------------------------------------------------------------------
@@ -360,14 +364,15 @@ def bm3d_entry(setting: str, limit: int | None) -> dict[str, Any]:
 # -- latency and report ----------------------------------------------------------------------------
 def entry_latency(result: dict[str, Any], side: int = 512) -> float:
     """CPU milliseconds per megapixel of the entry's network (random weights: time does not depend on them);
-    a dynamic network's candidates weighted by how often BSD68 chose them, plus its gate."""
+    a dynamic network's candidates weighted by how often BSD68 chose them (over its test σ), plus its gate."""
     space = build_space(result["space"])
     model = final.build(space, result["spec"]).eval()
     x = torch.rand(1, 1, side, side)
     per_mp = 1e6 / side ** 2
     if result["spec"]["kind"] == "static":
         return 1000 * per_mp * measure_latency(model, x, runs=10)
-    shares = next(v for k, v in result["psnr"].items() if k.startswith("bsd68") and k.endswith("_shares"))
+    per_sigma = [v for k, v in result["psnr"].items() if k.startswith("bsd68") and k.endswith("_shares")]
+    shares = [statistics.mean(column) for column in zip(*per_sigma)]  # over BSD68's σ, as its FLOPs are
     seconds = measure_latency(model.gate, x, runs=10)
     seconds += sum(s * measure_latency(c, x, runs=10) for s, c in zip(shares, model.candidates) if s > 0)
     return 1000 * per_mp * seconds
