@@ -25,7 +25,8 @@ FLOPs, each screened with 10% of the budget, K the number DARTS's measured searc
 best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
 (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
 ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
-the U-Net backbone; BM3D (no training; ``pip install -e .[bench]``).
+the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels); BM3D (no training;
+``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -272,13 +273,14 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any]) -> Callable[[Entry], dict[str, Any]]:
-    """Sandwich (the whole budget), progressive slimming, a gate at half the largest network's FLOPs."""
+def dds(space: dict[str, Any], labels: str = "paper") -> Callable[[Entry], dict[str, Any]]:
+    """Sandwich (the whole budget), progressive slimming, a gate at half the largest network's FLOPs trained on
+    ``labels`` (the paper's, which choose between the largest and the smallest only, or ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
         stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96},
                   {"strategy": "progressive_slimming", "group": space["group"], "val_images": 3, "val_size": 96},
                   {"strategy": "gate", "candidates": 4, "beta": 0.2, "budget_ratio": 0.5, "steps": 150, "lr": 1e-3,
-                   "patch": 48}]
+                   "patch": 48, "labels": labels}]
         run_dir, _ = entry.run(space, stages, {0: 1.0})
         return {"family": "DDS-Net (dynamic)", "space": space, "run_dir": str(run_dir)}
     return make
@@ -320,6 +322,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_decided_per_flop_inherit": mod_nas(45e3, {**DECIDED, **PER_FLOP}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
+    "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
 }
