@@ -25,7 +25,8 @@ FLOPs, each screened with 10% of the budget, K the number DARTS's measured searc
 best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
 (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
 ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
-the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels); BM3D (no training;
+the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
+``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget); BM3D (no training;
 ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
@@ -245,6 +246,17 @@ def searched_arch_alone(method: str) -> Callable[[Entry], dict[str, Any]]:
     return make
 
 
+def trained_alone(space: dict[str, Any]) -> Callable[[Entry], dict[str, Any]]:
+    """Ablation: the largest sub-network of a dynamic method's space (DDS's full width, ClassPruning's dense
+    branch) trained alone with the whole budget, no weight sharing. Against the dynamic entry's score where it
+    routes to that sub-network: what sharing the training compute among sub-networks costs."""
+    def make(entry: Entry) -> dict[str, Any]:
+        train = {"strategy": "train", "arch": "largest", "lr": 1e-3, "loss": "mse"}
+        run_dir, _ = entry.run(space, [train], {0: 1.0})
+        return {"family": "ablation: largest sub-network trained alone", "space": space, "run_dir": str(run_dir)}
+    return make
+
+
 def random_search(entry: Entry) -> dict[str, Any]:
     """Random architectures near the DARTS-derived FLOPs, screened, the best retrained (as MoD-NAS is)."""
     method = STORE.load(f"{entry.setting}-b{entry.budget:g}-mod_nas")
@@ -325,6 +337,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
+    "dds_unet_largest_alone": trained_alone(SLIMMABLE_UNET_SPACE),
+    "class_pruning_unet_dense_alone": trained_alone(NM_UNET_SPACE),
 }
 
 
