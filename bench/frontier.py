@@ -18,6 +18,8 @@ instead of by the width threshold; ``_sharp`` also anneals the softmax temperatu
 entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
 ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
 search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP (``PER_FLOP``);
+``_taylor`` those whose removal costs the most loss per FLOP, a Taylor estimate from the search's gradients
+(``TAYLOR``);
 ``_inherit`` retrains from the supernet's weights in the same run;
 ``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
 search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
@@ -207,6 +209,7 @@ SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that
 DECIDED = {"decided": 0.5}  # undecided ops and inputs derive to the plain reference, not a near-random argmax
 UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
+TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
@@ -332,6 +335,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_decided_inherit": mod_nas(45e3, DECIDED, inherit=True),
     "mod_nas_45k_decided_uniform_inherit": mod_nas(45e3, {**DECIDED, **UNIFORM}, inherit=True),
     "mod_nas_45k_decided_per_flop_inherit": mod_nas(45e3, {**DECIDED, **PER_FLOP}, inherit=True),
+    "mod_nas_45k_decided_taylor_inherit": mod_nas(45e3, {**DECIDED, **TAYLOR}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),

@@ -54,7 +54,10 @@ class Optimisation:
             module.load_state_dict(state["module"])
             self.optimizer.load_state_dict(state["optimizer"])
             for name, companion in self.companions.items():
-                companion.load_state_dict(state["companions"][name])
+                if name in state["companions"]:
+                    companion.load_state_dict(state["companions"][name])
+                else:  # a checkpoint written before this companion existed
+                    warnings.warn(f"{ctx.tag}: the checkpoint has no {name!r}; it starts afresh", stacklevel=2)
             self.start = state["step"]
             started = state.get("processes", 1)
             if started != self.processes:

@@ -13,6 +13,7 @@ the training).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,7 +72,8 @@ class ArchParameters(nn.Module):
         return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
     def derive(self, threshold: float, group: int = 8, flops_target: float | None = None,
-               decided: float = 0.0, widths: str = "scales") -> tuple[Architecture, dict[str, list[int]]]:
+               decided: float = 0.0, widths: str = "scales", saliency: dict[str, Tensor] | None = None
+               ) -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first).
 
         Ops and inputs: the argmax; with ``decided`` > 0, a label whose largest probability is below it keeps
@@ -83,7 +85,8 @@ class ArchParameters(nn.Module):
         the scales: every width label keeps the same fraction of its channels, the first ones (as hand design
         scales a network), the largest fraction within ``flops_target``. ``widths="per_flop"`` ranks channels by
         importance per FLOP (:meth:`importance_per_flop`) against one threshold, the largest set within
-        ``flops_target``."""
+        ``flops_target``; ``widths="taylor"`` the same with a :class:`TaylorSaliency`'s ``saliency`` (the loss a
+        channel's removal costs) per FLOP."""
         choices = self.space.choices()
         arch: Architecture = {}
         for label, alpha in self.alphas.items():
@@ -97,9 +100,12 @@ class ArchParameters(nn.Module):
             magnitudes = {label: 1 - torch.arange(len(s)) / len(s) for label, s in self.scales.items()}
         elif widths == "per_flop" and flops_target is not None:
             magnitudes = self.importance_per_flop(arch)
+        elif widths == "taylor" and flops_target is not None and saliency is not None:
+            costs = self.channel_costs(arch)
+            magnitudes = {label: saliency[label].cpu() / costs[label] for label in self.scales}
         else:
-            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' with a flops_target, "
-                             f"got {widths!r}")
+            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' / 'taylor' (with its saliency) "
+                             f"with a flops_target, got {widths!r}")
         if flops_target is not None:
             threshold = self._threshold_for(arch, magnitudes, group, flops_target)
         kept: dict[str, list[int]] = {}
@@ -111,23 +117,31 @@ class ArchParameters(nn.Module):
 
     def importance_per_flop(self, arch: Architecture) -> dict[str, Tensor]:
         """Per width label and channel: |scale| relative to the label's mean |scale|, divided by the FLOPs per pixel
-        one channel of the label costs (``arch``'s ops and inputs, every width at its widest).
+        one channel of the label costs (:meth:`channel_costs`).
 
         Relative, because a scale before a ReLU layer is only defined up to what the next layer's weights absorb:
         magnitudes compare within a label, not across labels. Per FLOP, because channels are not equally dear: in
         a U-Net one at full resolution costs 4× one a level down, and a common threshold on raw magnitudes keeps
         the dear ones as readily as the cheap ones."""
+        costs = self.channel_costs(arch)
+        importance = {}
+        for label, scales in self.scales.items():
+            magnitude = scales.detach().abs().cpu()
+            importance[label] = magnitude / magnitude.mean().clamp_min(1e-12) / costs[label]
+        return importance
+
+    def channel_costs(self, arch: Architecture) -> dict[str, float]:
+        """Per width label: the FLOPs per pixel one of its channels costs (``arch``'s ops and inputs, every width
+        at its widest); a dead layer's channels cost nothing (1e-9, to divide by)."""
         choices = self.space.choices()
         widest = {**arch, **{label: max(choices[label].values) for label in self.scales}}
         total = cost(self.space, widest).flops_per_pixel
-        importance = {}
-        for label, scales in self.scales.items():
+        costs = {}
+        for label in self.scales:
             narrowest, widest_width = min(choices[label].values), max(choices[label].values)
             saved = total - cost(self.space, {**widest, label: narrowest}).flops_per_pixel
-            per_channel = max(saved / max(widest_width - narrowest, 1), 1e-9)  # a dead layer's channels cost nothing
-            magnitude = scales.detach().abs().cpu()
-            importance[label] = magnitude / magnitude.mean().clamp_min(1e-12) / per_channel
-        return importance
+            costs[label] = max(saved / max(widest_width - narrowest, 1), 1e-9)
+        return costs
 
     def _widths(self, magnitudes: dict[str, Tensor], threshold: float, group: int) -> dict[str, int]:
         """Per width label: the channels above ``threshold``, rounded up to a multiple of ``group`` and to an
@@ -159,6 +173,34 @@ class ArchParameters(nn.Module):
             else:
                 low = middle + 1
         return candidates[low]
+
+
+class TaylorSaliency:
+    """Per width label and channel, a running mean of (scale · ∂loss/∂scale)²: the first-order Taylor estimate
+    of the loss a channel's removal (its scale set to 0) costs, squared (Molchanov et al., CVPR 2019). Unlike
+    |scale| it sees the loss, and it is unchanged when a scale and the next layer's weights trade magnitude, so
+    channels compare across layers. Updated from the architecture step's gradients, the width penalty's
+    share taken out."""
+
+    def __init__(self, arch: ArchParameters, decay: float = 0.99):
+        self.decay = decay
+        self.values = {label: torch.zeros_like(scales.detach()) for label, scales in arch.scales.items()}
+
+    @torch.no_grad()
+    def update(self, arch: ArchParameters, width_penalty: float) -> None:
+        """Fold in the scales' current gradients, of a loss that added ``width_penalty`` × mean |scale|."""
+        for label, scales in arch.scales.items():
+            if scales.grad is None:
+                continue
+            data_grad = scales.grad - width_penalty * torch.sign(scales) / scales.numel()
+            self.values[label].mul_(self.decay).add_((scales * data_grad) ** 2, alpha=1 - self.decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": {label: v.cpu() for label, v in self.values.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for label, value in state["values"].items():
+            self.values[label].copy_(value)
 
 
 def describe(space: SearchSpace, arch: Architecture) -> str:

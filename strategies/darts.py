@@ -34,7 +34,7 @@ from nasden.evaluation import psnr_per_image
 from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
 from nasden.registry import register_strategy
-from nasden.relaxation import ArchParameters, describe
+from nasden.relaxation import ArchParameters, TaylorSaliency, describe
 from nasden.run import StageContext
 from nasden.schedule import cosine_lr, set_lr
 from nasden.space import Architecture
@@ -60,7 +60,8 @@ class DartsConfig:
     ``scales`` (MoD-NAS: the channels with the largest |scale|), ``uniform`` (every width label the same
     fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only) or
     ``per_flop`` (|scale| relative to its layer's mean, per FLOP one channel of the layer costs, the most
-    important per FLOP within ``flops_target``)."""
+    important per FLOP within ``flops_target``) or ``taylor`` (the loss a channel's removal costs, a running
+    Taylor estimate from the architecture steps' gradients, per FLOP, within ``flops_target``)."""
 
     steps: int = 2000
     warmup: int = 500
@@ -73,7 +74,7 @@ class DartsConfig:
     threshold: float = 0.5
     flops_target: float | None = None
     decided: float = 0.0
-    widths: Literal["scales", "uniform", "per_flop"] = "scales"
+    widths: Literal["scales", "uniform", "per_flop", "taylor"] = "scales"
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
@@ -99,9 +100,9 @@ class DartsConfig:
             raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
         if not 0 <= self.decided <= 1:
             raise ValueError(f"decided: expected a probability in [0, 1], got {self.decided}")
-        if self.widths not in ("scales", "uniform", "per_flop") or (self.widths != "scales"
-                                                                     and self.flops_target is None):
-            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' with a flops_target, "
+        if self.widths not in ("scales", "uniform", "per_flop", "taylor") or (self.widths != "scales"
+                                                                               and self.flops_target is None):
+            raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' / 'taylor' with a flops_target, "
                              f"got {self.widths!r}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
@@ -204,11 +205,13 @@ class Darts(Strategy):
         arch = ArchParameters(run.space).to(run.device)
         search = Search(run.supernet, arch)
         self._entropy_weight = 0.0
+        self._saliency = TaylorSaliency(arch)
         arch_optimizer = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
         record = Record()
         loop = Optimisation(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=run.supernet.parameters(), log_every=cfg.log_every,
-                            companions={"arch_optimizer": arch_optimizer, "record": record})
+                            companions={"arch_optimizer": arch_optimizer, "record": record,
+                                        "saliency": self._saliency})
         weight_half, arch_half = run.data.sampler.halves()
         val_noisy, val_clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size))
         add_choice_layout(run.writer, arch.probabilities())
@@ -233,6 +236,7 @@ class Darts(Strategy):
                 arch_loss = self._architecture_gradients(search, batch(arch_half, step, ctx.seed + 1), (noisy, clean),
                                                          xi=loop.optimizer.param_groups[0]["lr"])
                 ctx.check_loss(arch_loss, step, loop.last_saved)
+                self._saliency.update(arch, cfg.width_penalty)
                 arch_optimizer.step()
                 scalars["arch_loss"] = arch_loss.item()
             loss = F.mse_loss(search.weights_forward(noisy), clean)
@@ -278,7 +282,8 @@ class Darts(Strategy):
 
     def _derive(self, arch: ArchParameters) -> tuple[Architecture, dict[str, list[int]]]:
         cfg = self.config
-        return arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided, cfg.widths)
+        return arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided, cfg.widths,
+                           self._saliency.values)
 
     def _log_architecture(self, ctx: StageContext, arch: ArchParameters, step: int) -> None:
         writer = ctx.run.writer

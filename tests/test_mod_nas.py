@@ -13,8 +13,8 @@ from nasden.cost import cost
 from nasden.extract import extract
 from nasden.ops.mixed import MixedOp
 from nasden.ops.unfold import UnfoldStep
-from nasden.recipe import parse_recipe
-from nasden.relaxation import ArchParameters
+from nasden.recipe import build_space, parse_recipe
+from nasden.relaxation import ArchParameters, TaylorSaliency
 from nasden.run import create_run, execute
 from nasden.search_spaces.backbones import dncnn_graph
 from nasden.search_spaces.mod_unet import (
@@ -267,6 +267,42 @@ def test_per_flop_widths_keep_cheap_channels_first_and_ignore_each_layers_scale(
         params.derive(threshold=0.5, widths="per_flop")
 
 
+def test_taylor_saliency_is_a_running_mean_of_scale_times_data_gradient_squared() -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    saliency = TaylorSaliency(params, decay=0.5)
+    label = "width:t1_enc0_n2"
+    scales = torch.linspace(-1, 1, 32)
+    with torch.no_grad():
+        params.scales[label].copy_(scales)
+    loss = (params.scales[label] * torch.arange(32.0)).sum() + 0.1 * params.width_penalty()
+    loss.backward()
+    saliency.update(params, width_penalty=0.1)  # the penalty's share of the gradient is taken out
+    torch.testing.assert_close(saliency.values[label], 0.5 * (scales * torch.arange(32.0)) ** 2)
+    assert all(v.abs().max() < 1e-12 for other, v in saliency.values.items() if other != label)
+    restored = TaylorSaliency(params)
+    restored.load_state_dict(saliency.state_dict())
+    torch.testing.assert_close(restored.values[label], saliency.values[label])
+
+
+def test_taylor_widths_keep_the_channels_whose_removal_costs_most_loss_per_flop() -> None:
+    space = mod_unet(stages=1, levels=1, channels=32, layers=3)
+    params = ArchParameters(space)
+    saliency = TaylorSaliency(params)
+    costs = params.channel_costs(space.largest())
+    for label, values in saliency.values.items():
+        values.fill_(costs[label])  # the same loss per FLOP everywhere ...
+    salient = "width:t1_enc0_n2"
+    saliency.values[salient][5:] *= 100  # ... but for one dear full-resolution layer's channels 5-31
+    full = cost(space, space.largest()).flops_per_pixel
+    arch, kept = params.derive(0.5, 8, 0.7 * full, decided=1.0, widths="taylor", saliency=saliency.values)
+    assert cost(space, arch).flops_per_pixel <= 0.7 * full
+    assert arch[salient] == 32 and kept[salient][:1] == [0]  # kept whole: its channels 5-31, rounded up to 32
+    assert min(arch[label] for label in kept) < 32  # the rest paid for the target
+    with pytest.raises(ValueError, match="taylor"):
+        params.derive(0.5, 8, 0.7 * full, widths="taylor")  # no saliency to rank by
+
+
 def test_nm_choices_stay_dense_in_the_relaxation() -> None:
     from nasden.search_spaces.toy import toy
 
@@ -297,6 +333,16 @@ def test_twenty_step_search_logs_alpha_to_tensorboard(tmp_path) -> None:
     assert probs[0] != probs[-1]  # the architecture parameters move after the warm-up
     assert (run_dir / "stages/00-darts/derived.png").stat().st_size > 1000
     assert summary["arch"]["op:stem"] in ("conv3x3", "sepconv3x3", "dilconv3x3")
+
+
+def test_search_derives_taylor_widths_within_its_flops_target(tmp_path) -> None:
+    recipe = _search_recipe()
+    space = build_space(recipe["space"])
+    target = 0.8 * cost(space, space.largest()).flops_per_pixel  # ops decided to the reference: the largest's
+    recipe["stages"][0].update(widths="taylor", flops_target=target, decided=1.0, group=4)
+    summary = execute(create_run(parse_recipe(recipe, "<test>"), tmp_path / "run"), quiet=True)[0]
+    assert summary["flops_per_pixel"] <= target
+    assert summary["arch"] != space.largest()
 
 
 def test_second_order_search_runs_and_differs_from_first_order(tmp_path) -> None:
