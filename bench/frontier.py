@@ -29,7 +29,8 @@ best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at hal
 ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
 the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
-as many updates as the sandwich gives it); BM3D (no training;
+as many updates as the sandwich gives it; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride
+3); BM3D (no training;
 ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
@@ -318,11 +319,12 @@ def evolution(entry: Entry) -> dict[str, Any]:
     return {"family": "evolution (NSGA-II, retrained)", "space": SLIMMABLE_SPACE, "run_dir": str(run_dir)}
 
 
-def class_pruning(space: dict[str, Any]) -> Callable[[Entry], dict[str, Any]]:
-    """Classifier pretraining, branch training (75%), joint fine-tuning (25%)."""
+def class_pruning(space: dict[str, Any], channels: int = 32, stride: int = 2) -> Callable[[Entry], dict[str, Any]]:
+    """Classifier pretraining (its blocks' ``channels`` and ``stride``), branch training (75%), joint fine-tuning
+    (25%)."""
     def make(entry: Entry) -> dict[str, Any]:
-        stages = [{"strategy": "classifier_pretrain", "steps": 300, "lr": 1e-3, "lr_min": 1e-6, "channels": 32,
-                   "batch": 16, "pool_batches": 32},
+        stages = [{"strategy": "classifier_pretrain", "steps": 300, "lr": 1e-3, "lr_min": 1e-6, "channels": channels,
+                   "stride": stride, "batch": 16, "pool_batches": 32},
                   {"strategy": "branch_train", "lr": 1e-3, "lr_min": 1e-5, "gradient": "sr_ste", "decay": 2e-4},
                   {"strategy": "joint_finetune", "lr": 1e-4, "lr_min": 1e-6, "w_reconstruction": 1.0,
                    "w_entropy": 1e-4, "w_cost": 1e-3}]
@@ -344,6 +346,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
+    # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
+    "class_pruning_unet_small_classifier": class_pruning(NM_UNET_SPACE, 16, 3),
     "dds_unet_largest_alone": trained_alone(SLIMMABLE_UNET_SPACE),
     # a sandwich step of 4 costs about two of the largest's: the updates dds_unet gave its largest (blind b1: 2149
     # against 4492 alone)
