@@ -81,6 +81,9 @@ STATIC = {  # family: (space, the option that sets the size, sizes)
     "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
     "unet": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None}, "channels", [8, 12, 16, 24]),
     "ffdnet": ({"name": "ffdnet", "depth": 10}, "channels", [16, 32, 48, 64]),
+    # the U-Net the dynamic methods slim (channels doubling by level) at full width: 15k/34k/60k FLOPs/pixel
+    "unet_doubling": ({"name": "slimmable", "backbone": "unet", "levels": 2, "group": 4, "min_ratio": 0.2},
+                      "channels", [8, 12, 16]),
 }
 MOD_NAS_SPACE = {"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "channels": 24, "group": 8}
 SLIMMABLE_SPACE = {"name": "slimmable", "backbone": "dncnn", "depth": 8, "channels": 32, "group": 8, "min_ratio": 0.2}
