@@ -347,6 +347,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
+    # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
+    "dds_unet_min_half": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
