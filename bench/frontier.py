@@ -13,7 +13,7 @@ whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test sco
 time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
-four sizes; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
+four sizes, and the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at three; MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
 instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
 entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
 ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
@@ -29,7 +29,8 @@ best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at hal
 ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
 the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
-as many updates as the sandwich gives it; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride
+as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
+instead of a fifth; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride
 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
