@@ -20,7 +20,8 @@ entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to t
 search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP (``PER_FLOP``);
 ``_taylor`` those whose removal costs the most loss per FLOP, a Taylor estimate from the search's gradients
 (``TAYLOR``);
-``_inherit`` retrains from the supernet's weights in the same run;
+``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the space
+with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
 ``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
 search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
 FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
@@ -87,6 +88,8 @@ STATIC = {  # family: (space, the option that sets the size, sizes)
                       "channels", [8, 12, 16]),
 }
 MOD_NAS_SPACE = {"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "channels": 24, "group": 8}
+# channels doubling by level (16/32/64), as in the doubling U-Net that leads the static frontier
+MOD_NAS_GROWTH_SPACE = {**MOD_NAS_SPACE, "channels": 16, "group": 4, "growth": 2}
 SLIMMABLE_SPACE = {"name": "slimmable", "backbone": "dncnn", "depth": 8, "channels": 32, "group": 8, "min_ratio": 0.2}
 NM_SPACE = {"name": "nm_branches", "backbone": "dncnn", "depth": 8, "channels": 32, "patterns": ["1:4", "2:4", "4:4"]}
 # the dynamic methods over the U-Net backbone (16/32/64 channels by level; 60k FLOPs/pixel at full width): the
@@ -218,23 +221,24 @@ PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scal
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
 
 
-def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False
-            ) -> Callable[[Entry], dict[str, Any]]:
-    """DARTS (40%; with further darts ``options``), derive (the width threshold, or a FLOPs target), retrain (60%)
-    from scratch, or (``inherit``) from the supernet's weights of the derived choices, in the same run."""
+def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False,
+            space: dict[str, Any] = MOD_NAS_SPACE) -> Callable[[Entry], dict[str, Any]]:
+    """DARTS (40%; with further darts ``options``) over ``space``, derive (the width threshold, or a FLOPs
+    target), retrain (60%) from scratch, or (``inherit``) from the supernet's weights of the derived choices, in
+    the same run."""
     def make(entry: Entry) -> dict[str, Any]:
         search = {"strategy": "darts", "warmup_share": 0.25, "lr": 1e-3, "arch_lr": 1e-2, "val_size": 96,
                   "flops_target": flops_target, **(options or {})}
         train = {"strategy": "train", "lr": 1e-3, "loss": "mse"}
         if inherit:
-            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6},
+            run_dir, summaries = entry.run(space, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6},
                                            derived_flops=flops_target)
             search_flops = entry.plan[-1]["steps"][0] * entry.plan[-1]["flops_per_step"][0]
         else:
-            run_dir, summaries = entry.run(MOD_NAS_SPACE, [search], {0: 0.4})
+            run_dir, summaries = entry.run(space, [search], {0: 0.4})
             search_flops = entry.flops
-            run_dir, _ = entry.run(MOD_NAS_SPACE, [{**train, "arch": summaries[0]["arch"]}], {0: 0.6})
-        return {"family": "MoD-NAS (DARTS)", "space": MOD_NAS_SPACE, "run_dir": str(run_dir),
+            run_dir, _ = entry.run(space, [{**train, "arch": summaries[0]["arch"]}], {0: 0.6})
+        return {"family": "MoD-NAS (DARTS)", "space": space, "run_dir": str(run_dir),
                 "search_flops": search_flops, "flops_target": flops_target, "darts_options": options or {},
                 "inherit": inherit, "largest_probability": summaries[0]["largest_probability"]}
     return make
@@ -346,6 +350,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_decided_per_flop_inherit": mod_nas(45e3, {**DECIDED, **PER_FLOP}, inherit=True),
     "mod_nas_45k_decided_taylor_inherit": mod_nas(45e3, {**DECIDED, **TAYLOR}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
+    "mod_nas_growth_30k": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True, space=MOD_NAS_GROWTH_SPACE),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?

@@ -126,6 +126,25 @@ def test_three_levels_with_fusion_convs_and_the_appendix_ops_build_and_extract()
     assert supernet(x, relaxed.relaxed()).shape == x.shape  # every candidate at once, as DARTS runs them
 
 
+def test_growth_doubles_the_channels_at_each_level_down_and_extracts() -> None:
+    space = mod_unet(levels=2, channels=8, layers=2, group=4, growth=2, fusion="conv3x3")
+    widest = {label: max(choice.values) for label, choice in space.choices().items() if choice.kind == "width"}
+    # a down layer produces its coarser level's channels, an up layer its finer level's
+    assert (widest["width:t1_head"], widest["width:t1_enc0_n2"], widest["width:t1_enc0_down"]) == (8, 8, 16)
+    assert (widest["width:t1_enc1_down"], widest["width:t1_dec2_n1"], widest["width:t1_dec2_up"]) == (32, 32, 16)
+    assert (widest["width:t1_dec1_fuse"], widest["width:t1_dec1_up"], widest["width:t1_dec0_n2"]) == (16, 8, 8)
+    assert space.choices()["width:t1_dec2_n1"].values == (4, 8, 12, 16, 20, 24, 28, 32)
+    flat = mod_unet(levels=2, channels=8, layers=2, group=4, fusion="conv3x3")
+    assert cost(space, space.largest()).flops_per_pixel > cost(flat, flat.largest()).flops_per_pixel
+    supernet = Supernet(space)
+    x = torch.rand(2, 1, 16, 24)
+    for arch in (space.largest(), space.smallest(), space.sample(1)):
+        torch.testing.assert_close(extract(supernet, arch)(x), supernet(x, arch), rtol=1e-4, atol=1e-5)
+    assert supernet(x, ArchParameters(space).relaxed()).shape == x.shape
+    with pytest.raises(ValueError, match="growth"):
+        mod_unet(growth=0)
+
+
 def test_paper_sized_space_matches_the_papers_parameter_counts() -> None:
     # MoD-NAS reports 418k (T=1) and 1253k (T=3) parameters for its searched networks
     for stages, reported in ((1, 418e3), (3, 1253e3)):
