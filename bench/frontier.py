@@ -32,8 +32,8 @@ ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the Dn
 the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
-instead of a fifth; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride
-3); BM3D (no training;
+instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest;
+``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
@@ -301,11 +301,12 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any], labels: str = "paper") -> Callable[[Entry], dict[str, Any]]:
-    """Sandwich (the whole budget), progressive slimming, a gate at half the largest network's FLOPs trained on
-    ``labels`` (the paper's, which choose between the largest and the smallest only, or ``gain``)."""
+def dds(space: dict[str, Any], labels: str = "paper", n: int = 4) -> Callable[[Entry], dict[str, Any]]:
+    """Sandwich of ``n`` sub-networks per step (the whole budget), progressive slimming, a gate at half the largest
+    network's FLOPs trained on ``labels`` (the paper's, which choose between the largest and the smallest only, or
+    ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
-        stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96},
+        stages = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96},
                   {"strategy": "progressive_slimming", "group": space["group"], "val_images": 3, "val_size": 96},
                   {"strategy": "gate", "candidates": 4, "beta": 0.2, "budget_ratio": 0.5, "steps": 150, "lr": 1e-3,
                    "patch": 48, "labels": labels}]
@@ -356,6 +357,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
     "dds_unet_min_half": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}),
+    # the largest and the smallest only (n = 2): a step costs 1.07 of the largest's instead of 2.0, and one narrower
+    # network shares the weights instead of three
+    "dds_unet_n2": dds(SLIMMABLE_UNET_SPACE, n=2),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
