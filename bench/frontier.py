@@ -32,7 +32,8 @@ ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the Dn
 the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
-instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest;
+instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
+``dds_unet_n2_gain`` two with gain labels;
 ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
@@ -360,6 +361,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the largest and the smallest only (n = 2): a step costs 1.07 of the largest's instead of 2.0, and one narrower
     # network shares the weights instead of three
     "dds_unet_n2": dds(SLIMMABLE_UNET_SPACE, n=2),
+    # one random width between them: is the interference the random widths', one by one?
+    "dds_unet_n3": dds(SLIMMABLE_UNET_SPACE, n=3),
+    "dds_unet_n2_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
