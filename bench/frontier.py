@@ -88,6 +88,9 @@ STATIC = {  # family: (space, the option that sets the size, sizes)
     # the U-Net the dynamic methods slim (channels doubling by level) at full width: 15k/34k/60k FLOPs/pixel
     "unet_doubling": ({"name": "slimmable", "backbone": "unet", "levels": 2, "group": 4, "min_ratio": 0.2},
                       "channels", [8, 12, 16]),
+    # MoD-NAS's own space with channels doubling by level (8/16/32; 22k FLOPs/pixel): its plain reference
+    "unet_growth": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None, "growth": 2},
+                    "channels", [8]),
 }
 MOD_NAS_SPACE = {"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "channels": 24, "group": 8}
 # channels doubling by level (16/32/64), as in the doubling U-Net that leads the static frontier
