@@ -13,7 +13,8 @@ whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test sco
 time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
-four sizes, and the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at three;
+four sizes, and the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at three,
+MoD-NAS's doubling space with plain choices (``static_unet_growth_8``) at one;
 MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
 instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
 entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
