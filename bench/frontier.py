@@ -34,7 +34,7 @@ the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_l
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
-``dds_unet_n2_gain`` two with gain labels;
+``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter;
 ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
@@ -306,16 +306,20 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any], labels: str = "paper", n: int = 4) -> Callable[[Entry], dict[str, Any]]:
-    """Sandwich of ``n`` sub-networks per step (the whole budget), progressive slimming, a gate at half the largest
-    network's FLOPs trained on ``labels`` (the paper's, which choose between the largest and the smallest only, or
-    ``gain``)."""
+def dds(space: dict[str, Any], labels: str = "paper", n: int = 4,
+        late_n: int | None = None) -> Callable[[Entry], dict[str, Any]]:
+    """Sandwich of ``n`` sub-networks per step (the whole budget; with ``late_n``, 75% and then a second sandwich of
+    ``late_n`` at lr 3e-4 for the last 25%), progressive slimming, a gate at half the largest network's FLOPs trained
+    on ``labels`` (the paper's, which choose between the largest and the smallest only, or ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
-        stages = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96},
+        sandwiches = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96}]
+        if late_n:
+            sandwiches.append({**sandwiches[0], "n": late_n, "lr": 3e-4})
+        stages = [*sandwiches,
                   {"strategy": "progressive_slimming", "group": space["group"], "val_images": 3, "val_size": 96},
                   {"strategy": "gate", "candidates": 4, "beta": 0.2, "budget_ratio": 0.5, "steps": 150, "lr": 1e-3,
                    "patch": 48, "labels": labels}]
-        run_dir, _ = entry.run(space, stages, {0: 1.0})
+        run_dir, _ = entry.run(space, stages, {0: 0.75, 1: 0.25} if late_n else {0: 1.0})
         return {"family": "DDS-Net (dynamic)", "space": space, "run_dir": str(run_dir)}
     return make
 
@@ -368,6 +372,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # one random width between them: is the interference the random widths', one by one?
     "dds_unet_n3": dds(SLIMMABLE_UNET_SPACE, n=3),
     "dds_unet_n2_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2),
+    # the widths between trained late: does the gate get usable cheap candidates without the early interference?
+    "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
