@@ -366,8 +366,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
     "dds_unet_min_half": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}),
-    # the largest and the smallest only (n = 2): a step costs 1.07 of the largest's instead of 2.0, and one narrower
-    # network shares the weights instead of three
+    # the largest and the smallest only (n = 2): a step costs 1.12 of the largest's instead of 2.0 (blind b1 probes),
+    # and one narrower network shares the weights instead of three
     "dds_unet_n2": dds(SLIMMABLE_UNET_SPACE, n=2),
     # one random width between them: is the interference the random widths', one by one?
     "dds_unet_n3": dds(SLIMMABLE_UNET_SPACE, n=3),
