@@ -21,14 +21,15 @@ def provenance() -> dict[str, Any]:
                                   cwd=RESULTS.parent, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                     text=True, cwd=RESULTS.parent).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        revision, dirty = "unknown", False
+    except (OSError, subprocess.CalledProcessError):  # a copy without .git (a lent GPU machine): told by the caller
+        revision, dirty = os.environ.get("NASDEN_GIT_REVISION", "unknown"), False
     return {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_revision": revision + ("-dirty" if dirty else ""),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, "
-                   f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                   f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+                   + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
     }
 
 
