@@ -109,13 +109,14 @@ NM_UNET_SPACE = {"name": "nm_branches", "backbone": "unet", "levels": 2, "channe
 class Entry:
     """One entry's runs under one setting and budget: every run's compute is counted and summed."""
 
-    def __init__(self, name: str, setting: str, budget: float, device: str, folder: Path):
+    def __init__(self, name: str, setting: str, budget: float, device: str, folder: Path, seed: int = 0):
         self.name, self.setting, self.budget, self.device, self.folder = name, setting, budget, device, folder
+        self.seed = seed
         self.flops, self.seconds, self.runs = 0, 0.0, 0
         self.plan: list[dict[str, Any]] = []  # per run: the steps chosen, measured FLOPs per step, fixed FLOPs
 
     def recipe(self, space: dict[str, Any], stages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"name": self.name, "seed": 0, "device": self.device,
+        return {"name": self.name, "seed": self.seed, "device": self.device,
                 "data": {"train": str(DATA / "train400"), "val": "builtin", "val_crop": 128, "patch": 48, "batch": 32,
                          "noise": {"kind": "gaussian", "sigma": SETTINGS[self.setting]["sigma"]}},
                 "space": space, "stages": stages}
@@ -255,7 +256,7 @@ def searched_arch_alone(method: str) -> Callable[[Entry], dict[str, Any]]:
     with the whole budget (its search not counted). Above the static frontier: the search finds better
     architectures and what it costs is the problem; below: the architectures themselves are worse."""
     def make(entry: Entry) -> dict[str, Any]:
-        stored = STORE.load(f"{entry.setting}-b{entry.budget:g}-{method}")
+        stored = STORE.load(entry_key(entry.setting, entry.budget, method, entry.seed))
         if stored is None:
             raise SystemExit(f"{entry.name} needs the {method} entry of {entry.setting} budget {entry.budget:g} first")
         train = {"strategy": "train", "arch": stored["spec"]["arch"], "lr": 1e-3, "loss": "mse"}
@@ -280,7 +281,7 @@ def trained_alone(space: dict[str, Any], share: float = 1.0) -> Callable[[Entry]
 
 def random_search(entry: Entry) -> dict[str, Any]:
     """Random architectures near the DARTS-derived FLOPs, screened, the best retrained (as MoD-NAS is)."""
-    method = STORE.load(f"{entry.setting}-b{entry.budget:g}-mod_nas")
+    method = STORE.load(entry_key(entry.setting, entry.budget, "mod_nas", entry.seed))
     if method is None:
         raise SystemExit(f"random_search needs the mod_nas entry of {entry.setting} budget {entry.budget:g} first")
     space = build_space(MOD_NAS_SPACE)
@@ -386,16 +387,21 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
 }
 
 
-def run_entry(name: str, setting: str, budget: float, device: str) -> dict[str, Any]:
+def entry_key(setting: str, budget: float, name: str, seed: int = 0) -> str:
+    """An entry result's file name; seed 0 (every entry's) is left out of it."""
+    return f"{setting}-b{budget:g}-{name}" + (f"-s{seed}" if seed else "")
+
+
+def run_entry(name: str, setting: str, budget: float, device: str, seed: int = 0) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"frontier-{name}-"))
-    entry = Entry(name, setting, budget, device, folder)
+    entry = Entry(name, setting, budget, device, folder, seed)
     started = time.perf_counter()
     result = ENTRIES[name](entry)
     scored = score(Path(result.pop("run_dir")), device, setting)
     shutil.rmtree(folder, ignore_errors=True)
     print(f"  {name}: {entry.flops:.3g} FLOPs ({entry.flops / (budget * BUDGET):.2f} of the budget), "
           f"{entry.seconds:.0f} s training, {time.perf_counter() - started:.0f} s in all", flush=True)
-    return {**provenance(), "entry": name, "setting": setting, "budget": budget, "device": device,
+    return {**provenance(), "entry": name, "setting": setting, "budget": budget, "seed": seed, "device": device,
             "train_flops": entry.flops, "train_seconds": round(entry.seconds, 1), "plan": entry.plan, **result,
             **scored}
 
@@ -526,6 +532,8 @@ def main() -> None:
     p.add_argument("--setting", choices=list(SETTINGS), default="sigma25")
     p.add_argument("--budget", type=float, default=1.0, help="multiple of the 6e13-FLOPs budget")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="training seed (the test images stay those of seed 0); the "
+                   "report draws seed 0 and tables the spread of entries run with several")
     p.add_argument("--force", action="store_true", help="run entries again even if stored")
     p.add_argument("--bm3d-images", type=int, help="BM3D: the first N images of each set (default all)")
     sub.add_parser("list", help="the entries")
@@ -541,7 +549,8 @@ def main() -> None:
         for result in STORE.all():
             if "ms_per_megapixel" not in result and "spec" in result:
                 result["ms_per_megapixel"] = round(entry_latency(result), 1)
-                STORE.save(f"{result['setting']}-b{result['budget']:g}-{result['entry']}", result)
+                STORE.save(entry_key(result["setting"], result["budget"], result["entry"], result.get("seed", 0)),
+                           result)
                 print(f"  {result['setting']} {result['entry']}: {result['ms_per_megapixel']} ms/MP", flush=True)
     else:
         if not (DATA / "train400").is_dir():
@@ -553,8 +562,8 @@ def main() -> None:
             elif name not in ENTRIES:
                 raise SystemExit(f"unknown entry {name!r}; see `python bench/frontier.py list`")
             else:
-                STORE.run(f"{args.setting}-b{args.budget:g}-{name}",
-                          lambda n=name: run_entry(n, args.setting, args.budget, args.device), args.force)
+                STORE.run(entry_key(args.setting, args.budget, name, args.seed),
+                          lambda n=name: run_entry(n, args.setting, args.budget, args.device, args.seed), args.force)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,9 @@ class DynamicDenoiser(nn.Module):
         # views, not submodules: the weights are registered once, as self.network
         self._views = [Candidate(self.network, arch, stats) for arch, stats in zip(self.archs, self.statistics)]
         self.flops = [float(f) for f in flops]
-        self.register_buffer("relative_flops", torch.tensor(self.flops) / max(self.flops), persistent=False)
+        device = next(self.network.parameters()).device
+        self.register_buffer("relative_flops", torch.tensor(self.flops, device=device) / max(self.flops),
+                             persistent=False)
         self.counts = torch.zeros(len(archs), dtype=torch.long)
         self.cost_bias = cost_bias
         self.shared_block = shared_block(gate, self.network)
