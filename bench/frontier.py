@@ -62,7 +62,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from frontier_math import EntryStore, equal_compute_k, frontier, gap_to_frontier
+from frontier_math import EntryStore, entry_key, equal_compute_k, frontier, gap_to_frontier, seed_rows
 
 from nasden import final
 from nasden.compute import ComputeCounter
@@ -387,11 +387,6 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
 }
 
 
-def entry_key(setting: str, budget: float, name: str, seed: int = 0) -> str:
-    """An entry result's file name; seed 0 (every entry's) is left out of it."""
-    return f"{setting}-b{budget:g}-{name}" + (f"-s{seed}" if seed else "")
-
-
 def run_entry(name: str, setting: str, budget: float, device: str, seed: int = 0) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix=f"frontier-{name}-"))
     entry = Entry(name, setting, budget, device, folder, seed)
@@ -456,7 +451,8 @@ def headline(result: dict[str, Any], setting: str) -> float:
 
 
 def report() -> None:
-    results = [r for r in STORE.all() if "psnr" in r]
+    every = [r for r in STORE.all() if "psnr" in r]
+    results = [r for r in every if not r.get("seed")]
     rows, figures = [], {}
     for (setting, budget) in sorted({(r["setting"], r["budget"]) for r in results if r["budget"]}):
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
@@ -476,14 +472,17 @@ def report() -> None:
                          "vs random search (dB)": round(psnr - randoms[0], 3)
                          if randoms and r["entry"] == "mod_nas" else "–"})
     _plot(results)
+    seeds = seed_rows(every, lambda r: headline(r, r["setting"]))
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
             f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
             f"network at or below each FLOPs, read linearly in log-FLOPs and flat beyond the last (a cheaper static "
             f"network reaches it); '–' where a point is cheaper than every static network. FLOPs are per pixel, "
             f"2 per multiply-add. 'train s' is wall time on the machine named above.\n\n{markdown_table(rows)}\n"
-            f"![frontier](frontier.png)\n")
-    print(write_report("frontier", {"rows": rows, "frontiers": figures}, "Frontier benchmark: does the search pay?",
-                       body))
+            f"![frontier](frontier.png)\n\n## Training seeds\n\nThe table and figure above are seed 0. Entries rerun "
+            f"with another training seed (`--seed`; same test images), headline PSNR @ FLOPs/pixel:\n\n"
+            f"{markdown_table(seeds)}\n")
+    print(write_report("frontier", {"rows": rows, "frontiers": figures, "seeds": seeds},
+                       "Frontier benchmark: does the search pay?", body))
 
 
 def _plot(results: list[dict[str, Any]]) -> None:

@@ -4,7 +4,8 @@
   between its points linearly in log-FLOPs (flat beyond the last: a cheaper network reaches it);
 * the distance in dB of a method's point to that frontier, and to the best random-search point;
 * random search's equal-compute K;
-* entry files: one JSON per entry, skipped on a rerun unless forced.
+* entry files: one JSON per entry (and training seed), skipped on a rerun unless forced;
+* the spread of entries run with several training seeds.
 """
 from __future__ import annotations
 
@@ -86,3 +87,28 @@ class EntryStore:
 
     def all(self) -> list[dict[str, Any]]:
         return [json.loads(p.read_text()) for p in sorted(self.folder.glob("*.json"))]
+
+
+def entry_key(setting: str, budget: float, name: str, seed: int = 0) -> str:
+    """An entry result's file name; seed 0 (every entry's) is left out of it."""
+    return f"{setting}-b{budget:g}-{name}" + (f"-s{seed}" if seed else "")
+
+
+def seed_rows(results: list[dict[str, Any]], headline: Callable[[dict[str, Any]], float]) -> list[dict[str, Any]]:
+    """Entries run with several training seeds: ``headline`` per seed and its spread (max − min)."""
+    runs: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["budget"]:
+            runs.setdefault((r["setting"], r["budget"], r["entry"]), []).append(r)
+    rows = []
+    for (setting, budget, entry), group in sorted(runs.items()):
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda r: r.get("seed", 0))
+        psnr = [headline(r) for r in group]
+        seeds = [f"seed {r.get('seed', 0)}" for r in group]
+        rows.append({"setting": setting, "budget": budget, "entry": entry,
+                     **{s: f"{p:.3f} @ {r['flops_per_pixel']:.3g}" for s, r, p in zip(seeds, group, psnr)},
+                     "spread (dB)": round(max(psnr) - min(psnr), 3),
+                     "machines": "; ".join(f"{s}: {r['device']} of {r['machine']}" for s, r in zip(seeds, group))})
+    return rows

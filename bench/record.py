@@ -15,18 +15,26 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def provenance() -> dict[str, Any]:
+def git_revision() -> str:
+    """The checkout's short revision (``-dirty`` with uncommitted changes to tracked files), or
+    ``$NASDEN_GIT_REVISION`` where set: a copy run on another machine (a lent GPU's) whose own .git may be stale."""
+    if os.environ.get("NASDEN_GIT_REVISION"):
+        return os.environ["NASDEN_GIT_REVISION"]
     try:
         revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                   cwd=RESULTS.parent, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True, cwd=RESULTS.parent).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):  # a copy without .git (a lent GPU machine): told by the caller
-        revision, dirty = os.environ.get("NASDEN_GIT_REVISION", "unknown"), False
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=RESULTS.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return revision + ("-dirty" if dirty else "")
+
+
+def provenance() -> dict[str, Any]:
     return {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_revision": revision + ("-dirty" if dirty else ""),
+        "git_revision": git_revision(),
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores, "
                    f"torch {torch.__version__}, {torch.get_num_threads()} threads"
                    + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),

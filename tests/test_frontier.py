@@ -14,7 +14,15 @@ from nasden.registry import SPACES
 from nasden.supernet import Supernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from frontier_math import EntryStore, equal_compute_k, frontier, frontier_psnr, gap_to_frontier  # noqa: E402
+from frontier_math import (  # noqa: E402
+    EntryStore,
+    entry_key,
+    equal_compute_k,
+    frontier,
+    frontier_psnr,
+    gap_to_frontier,
+    seed_rows,
+)
 
 
 def conv_flops(cin: int, cout: int, pixels: int) -> int:
@@ -84,3 +92,15 @@ def test_entry_files_round_trip_and_are_skipped_on_a_rerun(tmp_path) -> None:
     store.run("sigma25-b1-static", make, force=True)
     assert len(calls) == 2 and store.all() == [first]
     assert not list((tmp_path / "entries").glob("*.tmp"))
+
+
+def test_seed_files_and_their_spread() -> None:
+    assert entry_key("blind", 1.0, "dds", 0) == "blind-b1-dds"
+    assert entry_key("blind", 0.25, "dds", 2) == "blind-b0.25-dds-s2"
+    runs = [{"setting": "sigma25", "budget": 1.0, "entry": e, "seed": s, "psnr": p, "flops_per_pixel": 1e4,
+             "device": "cpu", "machine": "m"}
+            for e, s, p in [("a", 0, 28.5), ("a", 1, 28.62), ("b", 0, 27.0)]]
+    rows = seed_rows([*runs, {**runs[0], "budget": 0}], lambda r: r["psnr"])  # budget 0 (BM3D) is no entry
+    assert len(rows) == 1  # "b" has one seed
+    assert rows[0]["entry"] == "a" and rows[0]["seed 0"] == "28.500 @ 1e+04" and rows[0]["seed 1"] == "28.620 @ 1e+04"
+    assert math.isclose(rows[0]["spread (dB)"], 0.12)
