@@ -445,9 +445,9 @@ def bsd68_mean(by_test: dict[str, Any], setting: str) -> float:
     return statistics.mean(by_test[f"bsd68_s{s:g}"] for s in SETTINGS[setting]["test"])
 
 
-def headline(result: dict[str, Any], setting: str) -> float:
-    """The figure the frontier is drawn with: mean BSD68 PSNR over the setting's test σ."""
-    return bsd68_mean(result["psnr"], setting)
+def headline(result: dict[str, Any]) -> float:
+    """The figure the frontier is drawn with: mean BSD68 PSNR over the test σ of the result's setting."""
+    return bsd68_mean(result["psnr"], result["setting"])
 
 
 def report() -> None:
@@ -456,12 +456,12 @@ def report() -> None:
     rows, figures = [], {}
     for (setting, budget) in sorted({(r["setting"], r["budget"]) for r in results if r["budget"]}):
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
-        statics = [(r["flops_per_pixel"], headline(r, setting)) for r in group if r["family"].startswith("static")]
+        statics = [(r["flops_per_pixel"], headline(r)) for r in group if r["family"].startswith("static")]
         line = frontier(statics)
-        randoms = [headline(r, setting) for r in group if r["entry"] == "random_search"]
+        randoms = [headline(r) for r in group if r["entry"] == "random_search"]
         figures[f"{setting}-b{budget:g}"] = {"frontier": line}
         for r in sorted(group, key=lambda r: (r["family"], r["flops_per_pixel"] or 0)):
-            psnr = headline(r, setting)
+            psnr = headline(r)
             gap = gap_to_frontier(line, (r["flops_per_pixel"], psnr)) if r["flops_per_pixel"] else None
             rows.append({"setting": setting, "budget": budget, "entry": r["entry"], "family": r["family"],
                          **{k: v for k, v in r["psnr"].items() if not k.endswith("_shares")},
@@ -472,7 +472,7 @@ def report() -> None:
                          "vs random search (dB)": round(psnr - randoms[0], 3)
                          if randoms and r["entry"] == "mod_nas" else "–"})
     _plot(results)
-    seeds = seed_rows(every, lambda r: headline(r, r["setting"]))
+    seeds = seed_rows(every, headline)
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
             f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
             f"network at or below each FLOPs, read linearly in log-FLOPs and flat beyond the last (a cheaper static "
@@ -496,7 +496,7 @@ def _plot(results: list[dict[str, Any]]) -> None:
               for i, (family, marker) in enumerate(zip(families, "os^vDP*Xph<>"))}
     for row, (setting, budget) in zip(axes, groups):
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
-        line = frontier([(r["flops_per_pixel"], headline(r, setting)) for r in group
+        line = frontier([(r["flops_per_pixel"], headline(r)) for r in group
                          if r["family"].startswith("static")])
         right = max(r["flops_per_pixel"] for r in group if r["flops_per_pixel"])
         row[0].plot([f for f, _ in line] + [right], [p for _, p in line] + [line[-1][1]], "k-", lw=1,
@@ -505,7 +505,7 @@ def _plot(results: list[dict[str, Any]]) -> None:
             members = [r for r in group if r["family"] == family]
             if not members:
                 continue
-            psnr = [headline(r, setting) for r in members]
+            psnr = [headline(r) for r in members]
             if members[0]["flops_per_pixel"] is None:
                 row[0].axhline(psnr[0], ls="--", c=colour, label=family)
             else:
