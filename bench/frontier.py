@@ -73,6 +73,7 @@ from nasden.noise import NoiseConfig
 from nasden.recipe import build_space, parse_recipe
 from nasden.run import create_run, execute
 from nasden.space import Architecture
+from nasden.strategies.train import TRAIN_FLOPS_PER_FORWARD
 from record import RESULTS, provenance, write_report
 
 DATA = Path(os.environ.get("NASDEN_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -81,6 +82,7 @@ BUDGET = 6e13  # FLOPs of training compute per entry at --budget 1 (about 12 min
 SETTINGS = {"sigma25": {"sigma": 25.0, "test": [25.0]}, "blind": {"sigma": [0.0, 50.0], "test": [15.0, 25.0, 50.0]}}
 SETS = ("set12", "bsd68")
 PROBE = (2, 10)  # steps of the two probe runs
+PATCH, BATCH = 48, 32  # training patches: side and batch
 
 STATIC = {  # family: (space, the option that sets the size, sizes)
     "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
@@ -117,8 +119,8 @@ class Entry:
 
     def recipe(self, space: dict[str, Any], stages: list[dict[str, Any]]) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "device": self.device,
-                "data": {"train": str(DATA / "train400"), "val": "builtin", "val_crop": 128, "patch": 48, "batch": 32,
-                         "noise": {"kind": "gaussian", "sigma": SETTINGS[self.setting]["sigma"]}},
+                "data": {"train": str(DATA / "train400"), "val": "builtin", "val_crop": 128, "patch": PATCH,
+                         "batch": BATCH, "noise": {"kind": "gaussian", "sigma": SETTINGS[self.setting]["sigma"]}},
                 "space": space, "stages": stages}
 
     def _execute(self, recipe: dict[str, Any]) -> tuple[Path, list[dict], int]:
@@ -132,9 +134,10 @@ class Entry:
             derived_flops: float | None = None) -> tuple[Path, list[dict]]:
         """Run ``stages`` with each stage ``i`` of ``shares`` given that share of the budget, in steps.
 
-        ``derived_flops``: stage 0 searches and the later stages train what it derives, of about this many
-        FLOPs/pixel (its target); their step cost, measured on what the short probe search derived, is
-        scaled to it (else a probe that derives a smaller network makes the entry overspend)."""
+        ``derived_flops``: stage 0 searches and the later stages (``train``) train what it derives, of about this
+        many FLOPs/pixel (its target); their step cost, measured on what the short probe search derived, is
+        scaled to it (else a probe that derives a smaller network makes the entry overspend), and they are given
+        their share as a training compute (``compute``), so that a derived network off the target still spends it."""
         budget = self.budget * BUDGET * sum(shares.values())
         per_step, fixed, probed = self._probe(space, stages, list(shares))
         if derived_flops is not None:
@@ -142,7 +145,12 @@ class Entry:
                         for i, cost in per_step.items()}
         steps = {i: max(2, int(shares[i] / sum(shares.values()) * (budget - fixed) / per_step[i])) for i in shares}
         started = time.perf_counter()
-        run_dir, summaries, flops = self._execute(self.recipe(space, _with_steps(stages, steps, final=True)))
+        planned = _with_steps(stages, steps, final=True)
+        if derived_flops is not None:
+            for i in steps.keys() - {0}:
+                planned[i]["compute"] = steps[i] * TRAIN_FLOPS_PER_FORWARD * derived_flops * PATCH ** 2 * BATCH
+                del planned[i]["steps"]
+        run_dir, summaries, flops = self._execute(self.recipe(space, planned))
         self.plan.append({"steps": steps, "flops_per_step": per_step, "fixed_flops": fixed, "flops": flops})
         self.flops += flops
         self.seconds += time.perf_counter() - started

@@ -24,6 +24,8 @@ from nasden.supernet import Supernet
 from nasden.tb import log_samples
 
 IDENTITY_MARGIN_DB = 1.0  # a final network this much worse than doing nothing is refused
+DEFAULT_STEPS = 1000
+TRAIN_FLOPS_PER_FORWARD = 3  # a training step's FLOPs: the forward pass and a backward pass of about twice it
 
 
 @dataclass
@@ -31,9 +33,13 @@ class TrainConfig:
     """``arch``: auto (the architecture an earlier stage chose, else the largest), largest, smallest,
     or an explicit ``{label: value}``. ``init``: scratch (fresh weights) or supernet (its weights).
     The learning rate follows a cosine from ``lr`` to ``lr_min``. ``sigma``: train and validate at this
-    AWGN level instead of the recipe's noise (MoD-NAS retrains one searched network per σ)."""
+    AWGN level instead of the recipe's noise (MoD-NAS retrains one searched network per σ). ``compute``: a
+    training compute in FLOPs instead of ``steps``; the steps follow from the architecture once it is known
+    (forward and backward ≈ 3 × its FLOPs/pixel × the pixels of a batch), so that a derived network smaller or
+    larger than planned still trains with the compute it was given."""
 
-    steps: int = 1000
+    steps: int | None = None
+    compute: float | None = None
     lr: float = 1e-3
     lr_min: float = 1e-6
     loss: Literal["mse", "l1"] = "mse"
@@ -45,7 +51,14 @@ class TrainConfig:
     sigma: float | None = None
 
     def __post_init__(self) -> None:
-        require_counts(self, "steps", "checkpoint_every", "val_every")
+        if self.steps is not None and self.compute is not None:
+            raise ValueError(f"steps and compute: give one (compute, in FLOPs, sets the steps), got "
+                             f"steps={self.steps}, compute={self.compute}")
+        if self.compute is not None and not 0 < self.compute <= 1e24:
+            raise ValueError(f"compute: expected training FLOPs in (0, 1e24], got {self.compute}")
+        if self.steps is None and self.compute is None:
+            self.steps = DEFAULT_STEPS
+        require_counts(self, "checkpoint_every", "val_every", *(["steps"] if self.compute is None else []))
         require_learning_rate(self.lr, self.lr_min)
         if self.sigma is not None and not 0 <= self.sigma <= 255:
             raise ValueError(f"sigma: expected an AWGN level in [0, 255], got {self.sigma}")
@@ -103,9 +116,11 @@ class Train(Strategy):
         if cfg.arch == "auto" and run.arch is None:
             ctx.say("  no earlier stage chose an architecture (arch: auto): training the largest")
         arch = choose_arch(run, cfg.arch)
+        c = cost(run.space, arch)
+        steps = cfg.steps if cfg.compute is None else self._steps_for_compute(run, c.flops_per_pixel)
         source = run.supernet if cfg.init == "supernet" else Supernet(run.space).to(run.device)
         model = extract(source, arch).to(run.device).train()
-        loop = Optimisation(ctx, model, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        loop = Optimisation(ctx, model, steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
         val_psnr = math.nan
         sampler, val = run.data.sampler, run.data.val
@@ -121,7 +136,7 @@ class Train(Strategy):
             if loop.due(done, cfg.val_every):
                 val_psnr = validate(model, ctx, done, val)
         if loop.resumed_after_end:
-            val_psnr = validate(model, ctx, cfg.steps, val)
+            val_psnr = validate(model, ctx, steps, val)
         noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in val) / len(val)
         if val_psnr < noisy_psnr - IDENTITY_MARGIN_DB:
             ctx.fail(f"the trained network scores {val_psnr:.2f} dB on the validation images, worse than their noisy "
@@ -129,7 +144,12 @@ class Train(Strategy):
         model.eval()
         run.arch = arch
         run.set_final(model, static_spec(arch))
-        c = cost(run.space, arch)
-        ctx.say(f"  trained {cfg.steps} steps: validation PSNR {val_psnr:.2f} dB, {c.flops_per_pixel:.4g} FLOPs/pixel")
-        return {"arch": arch, "steps": cfg.steps, "val_psnr": round(val_psnr, 4),
+        ctx.say(f"  trained {steps} steps: validation PSNR {val_psnr:.2f} dB, {c.flops_per_pixel:.4g} FLOPs/pixel")
+        return {"arch": arch, "steps": steps, "val_psnr": round(val_psnr, 4),
                 "flops_per_pixel": c.flops_per_pixel, "params": c.params}
+
+    def _steps_for_compute(self, run: RunContext, flops_per_pixel: float) -> int:
+        """The steps that spend ``compute`` training a network of ``flops_per_pixel`` (at least one)."""
+        data = run.recipe.data
+        pixels = (self.config.batch or data.batch) * data.patch ** 2
+        return max(1, round(self.config.compute / (TRAIN_FLOPS_PER_FORWARD * flops_per_pixel * pixels)))

@@ -205,3 +205,22 @@ def test_one_architecture_retrained_per_sigma(tmp_path) -> None:
     noisy, clean = sampler.with_noise(NoiseConfig(sigma=50)).batch(0)
     assert 255 * (noisy - clean).std() == pytest.approx(50, rel=0.1)
     assert sampler.noise.sigma == 25  # the recipe's own sampler is unchanged
+
+
+def test_training_by_compute_sets_steps_from_the_architecture_it_trains(tmp_path) -> None:
+    compute = 3e9
+    recipe = {**TINY, "space": {"name": "slimmable", "depth": 3, "channels": 8, "group": 2, "min_ratio": 0.25},
+              "stages": [{"strategy": "train", "compute": compute, "arch": arch, "val_every": 1000}
+                         for arch in ("smallest", "largest")]}
+    summaries = execute(create_run(parse_recipe(recipe), tmp_path / "run"), quiet=True)
+    pixels = 4 * 16 ** 2  # the recipe's batch × patch²
+    for summary in summaries:
+        assert summary["steps"] == round(compute / (3 * summary["flops_per_pixel"] * pixels))
+    assert summaries[0]["steps"] > summaries[1]["steps"] > 1  # the cheaper network trains for more steps
+
+
+@pytest.mark.parametrize("options, message", [({"steps": 10, "compute": 1e9}, "give one"),
+                                              ({"compute": -1.0}, "training FLOPs")])
+def test_training_compute_refuses_bad_options(options, message) -> None:
+    with pytest.raises(Exception, match=message):
+        parse_recipe({**TINY, "stages": [{"strategy": "train", **options}]})
