@@ -480,14 +480,15 @@ def report() -> None:
                          "vs random search (dB)": round(psnr - randoms[0], 3)
                          if randoms and r["entry"] == "mod_nas" else "–"})
     _plot(results)
-    seeds = seed_rows(every, headline)
+    seeds = seed_rows(every, headline, BUDGET)
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
             f"(σ 25, or the mean over σ 15/25/50 in the blind setting). The static frontier is the best static "
             f"network at or below each FLOPs, read linearly in log-FLOPs and flat beyond the last (a cheaper static "
             f"network reaches it); '–' where a point is cheaper than every static network. FLOPs are per pixel, "
             f"2 per multiply-add. 'train s' is wall time on the machine named above.\n\n{markdown_table(rows)}\n"
             f"![frontier](frontier.png)\n\n## Training seeds\n\nThe table and figure above are seed 0. Entries rerun "
-            f"with another training seed (`--seed`; same test images), headline PSNR @ FLOPs/pixel:\n\n"
+            f"with another training seed (`--seed`; same test images), headline PSNR @ FLOPs/pixel (the share of the "
+            f"budget spent):\n\n"
             f"{markdown_table(seeds)}\n")
     print(write_report("frontier", {"rows": rows, "frontiers": figures, "seeds": seeds},
                        "Frontier benchmark: does the search pay?", body))

@@ -94,8 +94,10 @@ def entry_key(setting: str, budget: float, name: str, seed: int = 0) -> str:
     return f"{setting}-b{budget:g}-{name}" + (f"-s{seed}" if seed else "")
 
 
-def seed_rows(results: list[dict[str, Any]], headline: Callable[[dict[str, Any]], float]) -> list[dict[str, Any]]:
-    """Entries run with several training seeds: ``headline`` per seed and its spread (max − min)."""
+def seed_rows(results: list[dict[str, Any]], headline: Callable[[dict[str, Any]], float],
+              budget_flops: float) -> list[dict[str, Any]]:
+    """Entries run with several training seeds: ``headline`` per seed, at its FLOPs/pixel and with the share of
+    its budget (``budget`` × ``budget_flops``) it spent, and the spread (max − min)."""
     runs: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         if r["budget"]:
@@ -108,7 +110,8 @@ def seed_rows(results: list[dict[str, Any]], headline: Callable[[dict[str, Any]]
         psnr = [headline(r) for r in group]
         seeds = [f"seed {r.get('seed', 0)}" for r in group]
         rows.append({"setting": setting, "budget": budget, "entry": entry,
-                     **{s: f"{p:.3f} @ {r['flops_per_pixel']:.3g}" for s, r, p in zip(seeds, group, psnr)},
+                     **{s: f"{p:.3f} @ {r['flops_per_pixel']:.3g} ({r['train_flops'] / (budget * budget_flops):.2f})"
+                        for s, r, p in zip(seeds, group, psnr)},
                      "spread (dB)": round(max(psnr) - min(psnr), 3),
                      "machines": "; ".join(f"{s}: {r['device']} of {r['machine']}" for s, r in zip(seeds, group))})
     return rows

@@ -98,9 +98,10 @@ def test_seed_files_and_their_spread() -> None:
     assert entry_key("blind", 1.0, "dds", 0) == "blind-b1-dds"
     assert entry_key("blind", 0.25, "dds", 2) == "blind-b0.25-dds-s2"
     runs = [{"setting": "sigma25", "budget": 1.0, "entry": e, "seed": s, "psnr": p, "flops_per_pixel": 1e4,
-             "device": "cpu", "machine": "m"}
-            for e, s, p in [("a", 0, 28.5), ("a", 1, 28.62), ("b", 0, 27.0)]]
-    rows = seed_rows([*runs, {**runs[0], "budget": 0}], lambda r: r["psnr"])  # budget 0 (BM3D) is no entry
+             "train_flops": f, "device": "cpu", "machine": "m"}
+            for e, s, p, f in [("a", 0, 28.5, 6e13), ("a", 1, 28.62, 4.5e13), ("b", 0, 27.0, 6e13)]]
+    rows = seed_rows([*runs, {**runs[0], "budget": 0}], lambda r: r["psnr"], 6e13)  # budget 0 (BM3D): no entry
     assert len(rows) == 1  # "b" has one seed
-    assert rows[0]["entry"] == "a" and rows[0]["seed 0"] == "28.500 @ 1e+04" and rows[0]["seed 1"] == "28.620 @ 1e+04"
+    assert rows[0]["entry"] == "a" and rows[0]["seed 0"] == "28.500 @ 1e+04 (1.00)"
+    assert rows[0]["seed 1"] == "28.620 @ 1e+04 (0.75)"  # the share of its budget it spent
     assert math.isclose(rows[0]["spread (dB)"], 0.12)
