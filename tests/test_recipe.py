@@ -34,7 +34,8 @@ def test_good_recipe_fills_defaults_and_round_trips(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"stages": [{"strategy": "train", "stepz": 1}]}, "stages.0: unknown key 'stepz'; allowed: steps, lr"),
+    ({"stages": [{"strategy": "train", "stepz": 1}]},
+     "stages.0: unknown key 'stepz'; allowed: steps, compute, lr"),
     ({"stages": [{"strategy": "train", "steps": "many"}]}, "stages.0.steps: 'many': expected an integer"),
     ({"stages": [{"strategy": "train", "steps": 0}]}, "stages.0.steps: expected an integer in [1, 1e8], got 0"),
     ({"stages": [{"strategy": "trian"}]}, "stages.0.strategy: unknown strategy 'trian'; known: branch_train, "),
