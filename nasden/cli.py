@@ -30,7 +30,7 @@ from nasden.strategy import StageFailed
 if TYPE_CHECKING:
     from nasden.inference import Denoised
 
-RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps)=")
+RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps|compute)=")
 SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
 
 
@@ -69,13 +69,13 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _recover(run_dir: Path, overrides: list[str]) -> Path:
-    """Apply ``resume -o`` overrides (learning rates and steps only) to the run's recipe, recorded in it."""
+    """Apply ``resume -o`` overrides (learning rates, steps and compute only) to the run's recipe, recorded in it."""
     if not overrides:
         return run_dir
     for assignment in overrides:
         if not RECOVERY_KEYS.match(assignment):
-            raise RecipeError(f"resume -o {assignment!r}: only stages.N.lr, lr_min, arch_lr, arch_lr_min and steps "
-                              f"can change in a run that has started")
+            raise RecipeError(f"resume -o {assignment!r}: only stages.N.lr, lr_min, arch_lr, arch_lr_min, steps and "
+                              f"compute can change in a run that has started")
     path = run_dir / "recipe.yaml"
     recipe = load_recipe(path, overrides)  # validated with the new values
     header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("resume", _resume, "continue a stopped or killed run where it left off")
     p.add_argument("run_dir")
     p.add_argument("-o", "--override", action="append", default=[], dest="override", metavar="KEY=VALUE",
-                   help="change a stage's lr, lr_min, arch_lr, arch_lr_min or steps to recover, "
+                   help="change a stage's lr, lr_min, arch_lr, arch_lr_min, steps or compute to recover, "
                         "e.g. -o stages.0.lr=1e-4 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--workers", **workers)

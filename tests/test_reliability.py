@@ -137,6 +137,13 @@ def test_resume_takes_recovery_overrides_and_records_them(tmp_path, capsys) -> N
     assert recipe.stages[0].options.lr == 5e-4 and recipe.stages[0].options.steps == 12
 
 
+def test_resume_can_change_a_training_compute(tmp_path) -> None:
+    data = {**TINY, "stages": [{"strategy": "train", "compute": 1e8, "val_every": 1000}]}
+    run_dir = create_run(parse_recipe(data), tmp_path / "run")
+    assert main(["resume", str(run_dir), "--quiet", "-o", "stages.0.compute=2e8"]) == 0
+    assert load_recipe(run_dir / "recipe.yaml").stages[0].options.compute == 2e8
+
+
 def test_one_process_at_a_time_and_orphans_are_cleaned(tmp_path) -> None:
     run_dir = create_run(parse_recipe(TINY), tmp_path / "run")
     (run_dir / "run.lock").write_text("1")  # PID 1 is alive: another process holds the run
