@@ -65,7 +65,7 @@ import torch
 from frontier_math import EntryStore, entry_key, equal_compute_k, frontier, gap_to_frontier, seed_rows
 
 from nasden import final
-from nasden.compute import ComputeCounter
+from nasden.compute import TRAIN_FLOPS_PER_FORWARD, ComputeCounter
 from nasden.cost import cost, measure_latency
 from nasden.data import evaluation_pairs, load_set
 from nasden.evaluation import evaluate_network, markdown_table
@@ -73,7 +73,6 @@ from nasden.noise import NoiseConfig
 from nasden.recipe import build_space, parse_recipe
 from nasden.run import create_run, execute
 from nasden.space import Architecture
-from nasden.strategies.train import TRAIN_FLOPS_PER_FORWARD
 from record import RESULTS, provenance, write_report
 
 DATA = Path(os.environ.get("NASDEN_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

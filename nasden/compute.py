@@ -16,6 +16,8 @@ from typing import Any
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+TRAIN_FLOPS_PER_FORWARD = 3  # a training step's FLOPs per forward FLOP: the forward and a backward of about twice it
+
 
 class ComputeCounter(TorchDispatchMode):
     """``with ComputeCounter() as counter: ...`` counts every counted op's FLOPs into ``counter.flops``."""

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasden.compute import TRAIN_FLOPS_PER_FORWARD
 from nasden.cost import cost
 from nasden.evaluation import score
 from nasden.extract import extract
@@ -25,7 +26,6 @@ from nasden.tb import log_samples
 
 IDENTITY_MARGIN_DB = 1.0  # a final network this much worse than doing nothing is refused
 DEFAULT_STEPS = 1000
-TRAIN_FLOPS_PER_FORWARD = 3  # a training step's FLOPs: the forward pass and a backward pass of about twice it
 
 
 @dataclass
