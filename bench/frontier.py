@@ -24,6 +24,7 @@ search decides ops and inputs only); ``_per_flop`` keeps the channels most impor
 (``TAYLOR``);
 ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the space
 with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
+``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``);
 ``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
 search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
 FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
@@ -230,6 +231,7 @@ def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
 
 SHARPEN = {"temperature_min": 0.3, "entropy_penalty": 0.5}  # darts options that make its decisions sharper
 DECIDED = {"decided": 0.5}  # undecided ops and inputs derive to the plain reference, not a near-random argmax
+SURE_INPUTS = {"decided": {"op": 0.5, "input": 0.7}}  # an input choice must be surer than an op to stand
 UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
@@ -370,6 +372,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_45k_decided_taylor_inherit": mod_nas(45e3, {**DECIDED, **TAYLOR}, inherit=True),
     "mod_nas_45k_arch_alone": searched_arch_alone("mod_nas_45k"),
     "mod_nas_growth_30k": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True, space=MOD_NAS_GROWTH_SPACE),
+    # inputs decided only past 0.7: does the search's choice of skips (0.50-0.70 there) cost, or its compute?
+    "mod_nas_growth_30k_sure_inputs": mod_nas(30e3, {**SURE_INPUTS, **UNIFORM}, inherit=True,
+                                              space=MOD_NAS_GROWTH_SPACE),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?

@@ -72,13 +72,15 @@ class ArchParameters(nn.Module):
         return sum((scales.abs().mean() for scales in self.scales.values()), 0.0)
 
     def derive(self, threshold: float, group: int = 8, flops_target: float | None = None,
-               decided: float = 0.0, widths: str = "scales", saliency: dict[str, Tensor] | None = None
+               decided: float | dict[str, float] = 0.0, widths: str = "scales",
+               saliency: dict[str, Tensor] | None = None
                ) -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first).
 
         Ops and inputs: the argmax; with ``decided`` > 0, a label whose largest probability is below it keeps
         the space's reference value instead (:meth:`Choice.largest`: the first op, the previous layer as
-        input), so a search too short to decide does not swap hand design for a near-random pick.
+        input), so a search too short to decide does not swap hand design for a near-random pick; a mapping
+        gives each kind its own (``{"op": 0.5, "input": 0.7}``; a kind left out: 0, the argmax).
         Widths keep the channels whose |scale| exceeds ``threshold``; with ``flops_target`` (FLOPs per
         pixel) the threshold is instead the one, common to every width label, whose architecture is the
         widest that costs at most the target (the smallest widths if none does). ``widths="uniform"`` ignores
@@ -91,7 +93,9 @@ class ArchParameters(nn.Module):
         arch: Architecture = {}
         for label, alpha in self.alphas.items():
             p = torch.softmax(alpha.detach(), 0)
-            arch[label] = choices[label].values[int(p.argmax())] if p.max() >= decided else choices[label].largest()
+            choice = choices[label]
+            least = decided.get(choice.kind, 0.0) if isinstance(decided, dict) else decided
+            arch[label] = choice.values[int(p.argmax())] if p.max() >= least else choice.largest()
         arch.update(self.fixed)
         if widths == "scales":
             magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}

@@ -56,7 +56,8 @@ class DartsConfig:
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
     adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
-    probability stays below it derives to the space's reference (first op, previous layer). ``widths``:
+    probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
+    kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``widths``:
     ``scales`` (MoD-NAS: the channels with the largest |scale|), ``uniform`` (every width label the same
     fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only) or
     ``per_flop`` (|scale| relative to its layer's mean, per FLOP one channel of the layer costs, the most
@@ -73,7 +74,7 @@ class DartsConfig:
     width_penalty: float = 0.05
     threshold: float = 0.5
     flops_target: float | None = None
-    decided: float = 0.0
+    decided: float | dict[str, float] = 0.0
     widths: Literal["scales", "uniform", "per_flop", "taylor"] = "scales"
     temperature: float = 1.0
     temperature_min: float | None = None
@@ -98,8 +99,11 @@ class DartsConfig:
             raise ValueError("temperature and temperature_min: expected numbers in [0.01, 100]")
         if not 0 <= self.entropy_penalty <= 100 or not 0 <= self.beta_penalty <= 100:
             raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
-        if not 0 <= self.decided <= 1:
-            raise ValueError(f"decided: expected a probability in [0, 1], got {self.decided}")
+        thresholds = self.decided if isinstance(self.decided, dict) else {"op": self.decided}
+        if not set(thresholds) <= {"op", "input"} or not all(
+                isinstance(p, (int, float)) and 0 <= p <= 1 for p in thresholds.values()):
+            raise ValueError(f"decided: expected a probability in [0, 1], or one per kind "
+                             f"({{op: 0.5, input: 0.7}}), got {self.decided}")
         if self.widths not in ("scales", "uniform", "per_flop", "taylor") or (self.widths != "scales"
                                                                                and self.flops_target is None):
             raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' / 'taylor' with a flops_target, "

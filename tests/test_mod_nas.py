@@ -28,7 +28,7 @@ from nasden.search_spaces.mod_unet import (
 )
 from nasden.shapes import live_nodes
 from nasden.space import SearchSpace, SpaceError
-from nasden.strategies.darts import annealed_temperature
+from nasden.strategies.darts import DartsConfig, annealed_temperature
 from nasden.supernet import Supernet
 
 
@@ -230,6 +230,24 @@ def test_derivation_rules() -> None:
                if label not in ("op:t1_enc0_n2", "input:t1_enc0_n3"))
     assert params.derive(threshold=0.5, group=8, decided=0.6)[0]["input:t1_enc0_n3"] == reference[
         "input:t1_enc0_n3"] == "t1_enc0_n2"  # 0.51 < 0.6: the previous layer
+    # one threshold per kind: the op (0.59) passes 0.5, the input (0.51) does not pass 0.6; a kind left out is argmax
+    per_kind, _ = params.derive(threshold=0.5, group=8, decided={"op": 0.5, "input": 0.6})
+    assert per_kind["op:t1_enc0_n2"] == "dilconv3x3" and per_kind["input:t1_enc0_n3"] == "t1_enc0_n2"
+    inputs_only, _ = params.derive(threshold=0.5, group=8, decided={"input": 0.6})
+    assert inputs_only["input:t1_enc0_n3"] == "t1_enc0_n2"
+    assert all(inputs_only[label] == arch[label] for label in params.alphas if label.startswith("op:"))
+
+
+@pytest.mark.parametrize("decided", [1.5, {"op": 0.5, "widht": 0.7}, {"input": -0.1}, {"op": "high"}])
+def test_darts_refuses_a_bad_decided(decided: object) -> None:
+    with pytest.raises(ValueError, match="decided: expected a probability in"):
+        DartsConfig(decided=decided)
+
+
+def test_a_recipe_gives_decided_per_kind() -> None:
+    recipe = _search_recipe()
+    recipe["stages"][0]["decided"] = {"op": 0.5, "input": 0.7}
+    assert parse_recipe(recipe).stages[0].options.decided == {"op": 0.5, "input": 0.7}
 
 
 @pytest.mark.parametrize("target", [30e3, 60e3, 90e3])
