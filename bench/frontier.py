@@ -35,7 +35,8 @@ the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_l
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
-``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter;
+``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
+two, the smallest at half width, with gain labels;
 ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
@@ -385,6 +386,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # one random width between them: is the interference the random widths', one by one?
     "dds_unet_n3": dds(SLIMMABLE_UNET_SPACE, n=3),
     "dds_unet_n2_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2),
+    # the smallest at half width, the doubling U-Net 8 (15k FLOPs/pixel, the frontier's best at budget 1): a gate
+    # routing between two networks each as good as the static ones of its FLOPs
+    "dds_unet_n2_min_half_gain": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2),
     # the widths between trained late: does the gate get usable cheap candidates without the early interference?
     "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
