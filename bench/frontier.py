@@ -386,8 +386,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # one random width between them: is the interference the random widths', one by one?
     "dds_unet_n3": dds(SLIMMABLE_UNET_SPACE, n=3),
     "dds_unet_n2_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2),
-    # the smallest at half width, the doubling U-Net 8 (15k FLOPs/pixel, the frontier's best at budget 1): a gate
-    # routing between two networks each as good as the static ones of its FLOPs
+    # the smallest at half width, the doubling U-Net 8 (15k FLOPs/pixel, the frontier's best at budget 1): does a gate
+    # pay when its cheap candidate is the best static network's architecture, trained in the shared weights?
     "dds_unet_n2_min_half_gain": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2),
     # the widths between trained late: does the gate get usable cheap candidates without the early interference?
     "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
