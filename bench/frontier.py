@@ -36,7 +36,8 @@ the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_l
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
-two, the smallest at half width, with gain labels;
+two, the smallest at half width, with gain labels, ``_largest4`` the largest on every 4th step only;
+``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step;
 ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
@@ -71,6 +72,7 @@ from nasden.compute import TRAIN_FLOPS_PER_FORWARD, ComputeCounter
 from nasden.cost import cost, measure_latency
 from nasden.data import evaluation_pairs, load_set
 from nasden.evaluation import evaluate_network, markdown_table
+from nasden.evaluation import score as score_set
 from nasden.noise import NoiseConfig
 from nasden.recipe import build_space, parse_recipe
 from nasden.run import create_run, execute
@@ -201,10 +203,12 @@ def plain_arch(space_config: dict[str, Any]) -> Architecture:
 
 def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
     """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel per set and σ and their mean over
-    BSD68's σ (what the headline PSNR averages; a dynamic network's FLOPs follow the noise), and the final spec."""
+    BSD68's σ (what the headline PSNR averages; a dynamic network's FLOPs follow the noise), the final spec and,
+    for a dynamic network, every candidate's BSD68 PSNR run alone (cheapest first)."""
     space, spec, model = final.load(run_dir, device)
     scores: dict[str, Any] = {}
     flops: dict[str, float] = {}
+    candidates: dict[str, list[float]] = {}
     for name in SETS:
         images = load_set(str(DATA / name), 1, "val")
         for sigma in SETTINGS[setting]["test"]:
@@ -215,8 +219,11 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
             flops[f"{name}_s{sigma:g}"] = row["flops_per_pixel"]
             if "shares" in row:
                 scores[f"{name}_s{sigma:g}_shares"] = row["shares"]
+                if name == "bsd68":
+                    candidates[f"{name}_s{sigma:g}"] = [
+                        round(score_set(c, pairs, name, space.resolution_multiple).psnr, 4) for c in model.candidates]
     return {"psnr": scores, "flops_per_pixel": bsd68_mean(flops, setting), "flops_per_pixel_by_test": flops,
-            "spec": spec}
+            "spec": spec, **({"candidate_psnr": candidates} if candidates else {})}
 
 
 # -- entries ---------------------------------------------------------------------------------------
@@ -317,13 +324,15 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any], labels: str = "paper", n: int = 4,
-        late_n: int | None = None) -> Callable[[Entry], dict[str, Any]]:
+def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | None = None, distill: str = "none",
+        largest_every: int = 1) -> Callable[[Entry], dict[str, Any]]:
     """Sandwich of ``n`` sub-networks per step (the whole budget; with ``late_n``, 75% and then a second sandwich of
-    ``late_n`` at lr 3e-4 for the last 25%), progressive slimming, a gate at half the largest network's FLOPs trained
-    on ``labels`` (the paper's, which choose between the largest and the smallest only, or ``gain``)."""
+    ``late_n`` at lr 3e-4 for the last 25%; ``distill`` and ``largest_every`` as the sandwich's), progressive
+    slimming, a gate at half the largest network's FLOPs trained on ``labels`` (the paper's, which choose between
+    the largest and the smallest only, or ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
-        sandwiches = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96}]
+        sandwiches = [{"strategy": "sandwich", "n": n, "distill": distill, "largest_every": largest_every,
+                       "lr": 1e-3, "val_size": 96}]
         if late_n:
             sandwiches.append({**sandwiches[0], "n": late_n, "lr": 3e-4})
         stages = [*sandwiches,
@@ -391,6 +400,14 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_min_half_gain": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2),
     # the widths between trained late: does the gate get usable cheap candidates without the early interference?
     "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
+    # the paper's distillation ablation (its Table order: synergy >= in-place >= none for the smallest); with three
+    # sub-networks per step synergy's smallest learns from the mean of the largest and the random one
+    "dds_unet_n3_inplace": dds(SLIMMABLE_UNET_SPACE, n=3, distill="inplace"),
+    "dds_unet_n3_synergy": dds(SLIMMABLE_UNET_SPACE, n=3, distill="synergy"),
+    # the pair with the largest on every 4th step only: the smallest, where the gate sends most images, gets 2.5x
+    # the updates per FLOP (is its under-training what costs dds_unet_n2_min_half_gain 0.55 dB?)
+    "dds_unet_n2_min_half_gain_largest4": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
+                                              largest_every=4),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)

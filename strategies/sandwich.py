@@ -18,6 +18,10 @@ teachers in late: before ``start`` every sub-network learns from the ground trut
 its teacher, and in between from the mix ``w · teacher + (1 − w) · ground truth``, ``w`` rising linearly.
 Distilling from the first step gives n − 1 of the n sub-networks a teacher that is still learning, so
 only the largest's term carries the ground truth while it matters most.
+
+``largest_every: k`` (1 by default, the paper's rule) runs the largest only on every k-th step; the other steps
+train the rest alone, each from the ground truth (no teacher ran). It moves training compute from the largest
+to the cheaper sub-networks, for a gate that routes most inputs there.
 """
 from __future__ import annotations
 
@@ -63,14 +67,15 @@ def sandwich_step(supernet: Supernet, archs: Sequence[Architecture], noisy: Tens
 @dataclass
 class SandwichConfig:
     """``n`` sub-networks per step (largest, n-2 random, smallest); ``loss`` is the divergence D;
-    ``distill_ramp``: [start, end] fractions of the steps over which the teachers take over the targets
-    (the module doc)."""
+    ``distill_ramp``: [start, end] fractions of the steps over which the teachers take over the targets;
+    ``largest_every``: the largest joins every k-th step only (the module doc)."""
 
     steps: int = 2000
     n: int = 4
     distill: Distill = "synergy"
     loss: Literal["mse", "l1"] = "mse"
     distill_ramp: list[float] | None = None
+    largest_every: int = 1
     lr: float = 1e-3
     lr_min: float = 1e-6
     batch: int | None = None
@@ -80,7 +85,8 @@ class SandwichConfig:
     calibration_batches: int = 8
 
     def __post_init__(self) -> None:
-        require_counts(self, "steps", "checkpoint_every", "val_every", "val_size", "calibration_batches")
+        require_counts(self, "steps", "checkpoint_every", "val_every", "val_size", "calibration_batches",
+                       "largest_every")
         if not 2 <= self.n <= 64:
             raise ValueError(f"n: expected 2..64 sub-networks per step, got {self.n}")
         if not 0 < self.lr_min <= self.lr <= 10:
@@ -103,6 +109,15 @@ class SandwichConfig:
 def sandwich_archs(space: SearchSpace, n: int, rng: random.Random) -> list[Architecture]:
     """The sandwich rule: [largest, n-2 uniformly random, smallest]."""
     return [space.largest()] + [space.sample(rng) for _ in range(n - 2)] + [space.smallest()]
+
+
+def step_plan(space: SearchSpace, cfg: SandwichConfig, step: int, seed: int) -> tuple[list[Architecture], Distill]:
+    """The sub-networks ``step`` trains and their distillation: the sandwich, less the largest (and so with no
+    teacher) on the steps ``largest_every`` skips."""
+    archs = sandwich_archs(space, cfg.n, random.Random(seed * 1_000_003 + step))
+    if step % cfg.largest_every:
+        return archs[1:], "none"
+    return archs, cfg.distill
 
 
 def distill_target(mode: Distill, index: int, n: int, clean: Tensor, previous: Sequence[Tensor]) -> Tensor:
@@ -133,8 +148,8 @@ class Sandwich(Strategy):
         for step in loop:
             batch = run.data.sampler.batch(step, cfg.batch, stream=ctx.seed, shard=ctx.shard)
             noisy, clean = (t.to(run.device) for t in batch)
-            archs = sandwich_archs(space, cfg.n, random.Random(ctx.seed * 1_000_003 + step))
-            total = sandwich_step(supernet, archs, noisy, clean, cfg.distill, divergence,
+            archs, distill = step_plan(space, cfg, step, ctx.seed)
+            total = sandwich_step(supernet, archs, noisy, clean, distill, divergence,
                                   lambda loss: loop.backward(loss, step), cfg.distill_weight(step))
             done = loop.update(step)
             loop.log(done, {"loss": total})

@@ -16,7 +16,7 @@ from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute
 from nasden.strategies.gate import budget_bias, complexity_loss, gate_labels, spread_over_flops
-from nasden.strategies.sandwich import SandwichConfig, distill_target, sandwich_archs, sandwich_step
+from nasden.strategies.sandwich import SandwichConfig, distill_target, sandwich_archs, sandwich_step, step_plan
 from nasden.strategies.slimming import slimmer
 from nasden.supernet import Supernet
 
@@ -40,6 +40,21 @@ def test_sandwich_always_has_largest_and_smallest() -> None:
         archs = sandwich_archs(space, 4, rng)
         assert len(archs) == 4 and archs[0] == space.largest() and archs[-1] == space.smallest()
     assert sandwich_archs(space, 2, rng) == [space.largest(), space.smallest()]
+
+
+def test_largest_every_skips_the_largest_and_its_teaching() -> None:
+    space = SPACES.get("slimmable")(depth=4, channels=32)
+    largest, smallest = space.largest(), space.smallest()
+    config = SandwichConfig(n=3, distill="synergy", largest_every=3)
+    plans = [step_plan(space, config, step, seed=0) for step in range(6)]
+    assert [len(archs) for archs, _ in plans] == [3, 2, 2, 3, 2, 2]
+    assert [mode for _, mode in plans] == ["synergy", "none", "none", "synergy", "none", "none"]
+    assert all((archs[0] == largest) == (step % 3 == 0) and archs[-1] == smallest
+               for step, (archs, _) in enumerate(plans))
+    assert step_plan(space, SandwichConfig(n=3), 1, seed=0) == step_plan(space, SandwichConfig(n=3), 1, seed=0)
+    assert step_plan(space, SandwichConfig(n=3), 1, seed=0)[0][0] == largest  # every step by default
+    with pytest.raises(ValueError, match="largest_every"):
+        SandwichConfig(largest_every=0)
 
 
 @pytest.mark.parametrize("mode, expected", [("synergy", 1 + 2 + 2), ("inplace", 1 + 2 + 1), ("none", 1 + 1 + 2)])
