@@ -37,7 +37,7 @@ as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest s
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
 two, the smallest at half width, with gain labels, ``_largest4`` the largest on every 4th step only;
-``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step;
+``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the second half;
 ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
@@ -324,15 +324,14 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | None = None, distill: str = "none",
-        largest_every: int = 1) -> Callable[[Entry], dict[str, Any]]:
-    """Sandwich of ``n`` sub-networks per step (the whole budget; with ``late_n``, 75% and then a second sandwich of
-    ``late_n`` at lr 3e-4 for the last 25%; ``distill`` and ``largest_every`` as the sandwich's), progressive
+def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | None = None,
+        **sandwich: Any) -> Callable[[Entry], dict[str, Any]]:
+    """Sandwich of ``n`` sub-networks per step, no distillation unless ``sandwich`` options say (the whole budget;
+    with ``late_n``, 75% and then a second sandwich of ``late_n`` at lr 3e-4 for the last 25%), progressive
     slimming, a gate at half the largest network's FLOPs trained on ``labels`` (the paper's, which choose between
     the largest and the smallest only, or ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
-        sandwiches = [{"strategy": "sandwich", "n": n, "distill": distill, "largest_every": largest_every,
-                       "lr": 1e-3, "val_size": 96}]
+        sandwiches = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96, **sandwich}]
         if late_n:
             sandwiches.append({**sandwiches[0], "n": late_n, "lr": 3e-4})
         stages = [*sandwiches,
@@ -400,10 +399,11 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_min_half_gain": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2),
     # the widths between trained late: does the gate get usable cheap candidates without the early interference?
     "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
-    # the paper's distillation ablation (its Table order: synergy >= in-place >= none for the smallest); with three
-    # sub-networks per step synergy's smallest learns from the mean of the largest and the random one
-    "dds_unet_n3_inplace": dds(SLIMMABLE_UNET_SPACE, n=3, distill="inplace"),
-    "dds_unet_n3_synergy": dds(SLIMMABLE_UNET_SPACE, n=3, distill="synergy"),
+    # the paper's distillation ablation (its Table order: synergy >= in-place >= none for the smallest), the teachers
+    # brought in over the second half as recipes/dds_net.yaml does (from the first step they cost 1.8 dB:
+    # dds_distillation.py); with three per step synergy's smallest learns from the mean of the largest and the random
+    "dds_unet_n3_inplace": dds(SLIMMABLE_UNET_SPACE, n=3, distill="inplace", distill_ramp=[0.5, 1.0]),
+    "dds_unet_n3_synergy": dds(SLIMMABLE_UNET_SPACE, n=3, distill="synergy", distill_ramp=[0.5, 1.0]),
     # the pair with the largest on every 4th step only: the smallest, where the gate sends most images, gets 2.5x
     # the updates per FLOP (is its under-training what costs dds_unet_n2_min_half_gain 0.55 dB?)
     "dds_unet_n2_min_half_gain_largest4": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
