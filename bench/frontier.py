@@ -36,9 +36,9 @@ the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_l
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
-two, the smallest at half width, with gain labels, ``_largest4`` the largest on every 4th step only;
-``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the second half;
-``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
+two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` the largest on every 4th / 8th
+step only; ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the
+second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
@@ -408,6 +408,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the updates per FLOP (is its under-training what costs dds_unet_n2_min_half_gain 0.55 dB?)
     "dds_unet_n2_min_half_gain_largest4": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
                                               largest_every=4),
+    # further: does the largest keep gaining from the smallest's updates when it runs on every 8th step only?
+    "dds_unet_n2_min_half_gain_largest8": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
+                                              largest_every=8),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
