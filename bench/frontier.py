@@ -107,6 +107,8 @@ NM_SPACE = {"name": "nm_branches", "backbone": "dncnn", "depth": 8, "channels": 
 # family that makes the static frontier, where the DnCNN backbone above sits 0.8 dB or more below it
 SLIMMABLE_UNET_SPACE = {"name": "slimmable", "backbone": "unet", "levels": 2, "channels": 16, "group": 4,
                         "min_ratio": 0.2}
+# its narrowest sub-network at half width: the doubling U-Net 8, the static frontier's best at budget 1
+SLIMMABLE_UNET_HALF_SPACE = {**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}
 NM_UNET_SPACE = {"name": "nm_branches", "backbone": "unet", "levels": 2, "channels": 16,
                  "patterns": ["1:4", "2:4", "4:4"]}
 
@@ -219,9 +221,9 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
             flops[f"{name}_s{sigma:g}"] = row["flops_per_pixel"]
             if "shares" in row:
                 scores[f"{name}_s{sigma:g}_shares"] = row["shares"]
-                if name == "bsd68":
-                    candidates[f"{name}_s{sigma:g}"] = [
-                        round(score_set(c, pairs, name, space.resolution_multiple).psnr, 4) for c in model.candidates]
+            if name == "bsd68" and final.is_dynamic(model):
+                candidates[f"{name}_s{sigma:g}"] = [
+                    round(score_set(c, pairs, name, space.resolution_multiple).psnr, 4) for c in model.candidates]
     return {"psnr": scores, "flops_per_pixel": bsd68_mean(flops, setting), "flops_per_pixel_by_test": flops,
             "spec": spec, **({"candidate_psnr": candidates} if candidates else {})}
 
@@ -387,7 +389,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
-    "dds_unet_min_half": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}),
+    "dds_unet_min_half": dds(SLIMMABLE_UNET_HALF_SPACE),
     # the largest and the smallest only (n = 2): a step costs 1.12 of the largest's instead of 2.0 (blind b1 probes),
     # and one narrower network shares the weights instead of three
     "dds_unet_n2": dds(SLIMMABLE_UNET_SPACE, n=2),
@@ -396,7 +398,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2),
     # the smallest at half width, the doubling U-Net 8 (15k FLOPs/pixel, the frontier's best at budget 1): does a gate
     # pay when its cheap candidate is the best static network's architecture, trained in the shared weights?
-    "dds_unet_n2_min_half_gain": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2),
+    "dds_unet_n2_min_half_gain": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2),
     # the widths between trained late: does the gate get usable cheap candidates without the early interference?
     "dds_unet_n2_late4_gain": dds(SLIMMABLE_UNET_SPACE, "gain", n=2, late_n=4),
     # the paper's distillation ablation (its Table order: synergy >= in-place >= none for the smallest), the teachers
@@ -406,11 +408,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n3_synergy": dds(SLIMMABLE_UNET_SPACE, n=3, distill="synergy", distill_ramp=[0.5, 1.0]),
     # the pair with the largest on every 4th step only: the smallest, where the gate sends most images, gets 2.5x
     # the updates per FLOP (is its under-training what costs dds_unet_n2_min_half_gain 0.55 dB?)
-    "dds_unet_n2_min_half_gain_largest4": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
-                                              largest_every=4),
+    "dds_unet_n2_min_half_gain_largest4": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=4),
     # further: does the largest keep gaining from the smallest's updates when it runs on every 8th step only?
-    "dds_unet_n2_min_half_gain_largest8": dds({**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}, "gain", n=2,
-                                              largest_every=8),
+    "dds_unet_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=8),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
