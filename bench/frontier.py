@@ -248,24 +248,24 @@ TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss 
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False,
-            space: dict[str, Any] = MOD_NAS_SPACE) -> Callable[[Entry], dict[str, Any]]:
-    """DARTS (40%; with further darts ``options``) over ``space``, derive (the width threshold, or a FLOPs
-    target), retrain (60%) from scratch, or (``inherit``) from the supernet's weights of the derived choices, in
-    the same run."""
+            space: dict[str, Any] = MOD_NAS_SPACE, search_share: float = 0.4) -> Callable[[Entry], dict[str, Any]]:
+    """DARTS (``search_share`` of the budget; with further darts ``options``) over ``space``, derive (the width
+    threshold, or a FLOPs target), retrain (the rest) from scratch, or (``inherit``) from the supernet's weights of
+    the derived choices, in the same run."""
     def make(entry: Entry) -> dict[str, Any]:
         search = {"strategy": "darts", "warmup_share": 0.25, "lr": 1e-3, "arch_lr": 1e-2, "val_size": 96,
                   "flops_target": flops_target, **(options or {})}
         train = {"strategy": "train", "lr": 1e-3, "loss": "mse"}
         if inherit:
-            run_dir, summaries = entry.run(space, [search, {**train, "init": "supernet"}], {0: 0.4, 1: 0.6},
-                                           derived_flops=flops_target)
+            run_dir, summaries = entry.run(space, [search, {**train, "init": "supernet"}],
+                                           {0: search_share, 1: 1 - search_share}, derived_flops=flops_target)
             search_flops = entry.plan[-1]["steps"][0] * entry.plan[-1]["flops_per_step"][0]
         else:
-            run_dir, summaries = entry.run(space, [search], {0: 0.4})
+            run_dir, summaries = entry.run(space, [search], {0: search_share})
             search_flops = entry.flops
-            run_dir, _ = entry.run(space, [{**train, "arch": summaries[0]["arch"]}], {0: 0.6})
+            run_dir, _ = entry.run(space, [{**train, "arch": summaries[0]["arch"]}], {0: 1 - search_share})
         return {"family": "MoD-NAS (DARTS)", "space": space, "run_dir": str(run_dir),
-                "search_flops": search_flops, "flops_target": flops_target, "darts_options": options or {},
+                "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target, "darts_options": options or {},
                 "inherit": inherit, "largest_probability": summaries[0]["largest_probability"]}
     return make
 
@@ -386,6 +386,11 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # inputs decided only past 0.7: does the search's choice of skips (0.50-0.70 there) cost, or its compute?
     "mod_nas_growth_30k_sure_inputs": mod_nas(30e3, {**SURE_INPUTS, **UNIFORM}, inherit=True,
                                               space=MOD_NAS_GROWTH_SPACE),
+    # is the growth search's architecture better than the plain one (static_unet_growth_8), its search not counted?
+    "mod_nas_growth_30k_arch_alone": searched_arch_alone("mod_nas_growth_30k"),
+    # the search at 20% of the budget instead of 40%: is the search's compute share what costs it against the frontier?
+    "mod_nas_growth_30k_short_search": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True,
+                                               space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
@@ -411,6 +416,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_min_half_gain_largest4": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=4),
     # further: does the largest keep gaining from the smallest's updates when it runs on every 8th step only?
     "dds_unet_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=8),
+    "dds_unet_n2_min_half_gain_largest16": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=16),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
