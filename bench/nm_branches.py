@@ -8,14 +8,15 @@ steps) + ``joint_finetune`` (1/3), after a ``classifier_pretrain`` of ``--classi
 ClassPruning step runs all three branches, so it costs about three dense steps of compute.
 
 Models: dense; ClassPruning (variable BN, SR-STE); ablations "vBN → BN" (one BatchNorm shared by
-the branches) and "SR-STE → STE". Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
+the branches) and "SR-STE → STE"; and "dense_warmup" (not in the paper): the first half of
+``branch_train`` trains the dense branch alone on every image, the sparse branches join after. Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
 them (dense × N/M for sparse layers, classifier included) and % of dense, parameters, branch shares,
 and the measured CPU wall time of each extracted branch (masked weights run as dense convolutions on
 a CPU: no speed-up is expected or claimed).
 
     python bench/nm_branches.py [--steps 1500] [--depth 10] [--channels 32] [--data ../shared/data]
 
-Writes bench/results/nm_branches.json and .md.
+Writes bench/results/nm_branches.json and .md (``--out`` names another report).
 """
 from __future__ import annotations
 
@@ -50,13 +51,13 @@ def recipe(args: argparse.Namespace, name: str, space: dict[str, Any], stages: l
     }
 
 
-def class_pruning_stages(args: argparse.Namespace, gradient: str) -> list[dict[str, Any]]:
+def class_pruning_stages(args: argparse.Namespace, gradient: str, dense_warmup: float = 0.0) -> list[dict[str, Any]]:
     branch_steps = 2 * args.steps // 3
     return [
         {"strategy": "classifier_pretrain", "steps": args.classifier_steps, "lr": 1e-3, "lr_min": 1e-6,
          "channels": 32, "pool_batches": 32},
         {"strategy": "branch_train", "steps": branch_steps, "lr": args.lr, "lr_min": args.lr / 100,
-         "gradient": gradient, "val_every": branch_steps},
+         "gradient": gradient, "dense_warmup": dense_warmup, "val_every": branch_steps},
         {"strategy": "joint_finetune", "steps": args.steps - branch_steps, "lr": args.lr / 10,
          "lr_min": args.lr / 1000, "gradient": gradient, "val_every": args.steps - branch_steps},
     ]
@@ -71,6 +72,8 @@ def models(args: argparse.Namespace) -> dict[str, tuple[dict, list[dict]]]:
         "classpruning": (nm, class_pruning_stages(args, "sr_ste")),
         "vbn_to_bn": ({**nm, "variable_bn": False}, class_pruning_stages(args, "sr_ste")),
         "srste_to_ste": (nm, class_pruning_stages(args, "ste")),
+        # the sparse branches join after half of stage 2: do they pull less on the weights the dense branch shares?
+        "dense_warmup": (nm, class_pruning_stages(args, "sr_ste", dense_warmup=0.5)),
     }
 
 
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, help="centre-crop the BSD68 images (default: whole images)")
     parser.add_argument("--only", nargs="*", help="train only these models (default: all)")
     parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="nm_branches", help="report name under bench/results (.json, .md)")
     args = parser.parse_args()
     test = load_set(str(Path(args.data) / "bsd68"), 1, "val")
     rows: dict[str, dict[str, Any]] = {}
@@ -143,7 +147,7 @@ def main() -> None:
              for name, row in rows.items() if "branch_latency_ms" in row]
     if dense:
         speed.append(f"- dense: {dense['latency_ms']} ms")
-    text = write_report("nm_branches", {"settings": vars(args), "models": rows}, "ClassPruning vs dense (CPU scale)",
+    text = write_report(args.out, {"settings": vars(args), "models": rows}, "ClassPruning vs dense (CPU scale)",
                         f"{markdown_table(table)}\nMeasured CPU wall time (no sparse kernels: masked weights run as "
                         f"dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
     print(text)

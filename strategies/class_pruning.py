@@ -3,7 +3,9 @@
 * ``classifier_pretrain`` (stage 1): the difficulty classifier on pseudo labels (Eq. 2-3,
   :mod:`nasden.difficulty`) with cross-entropy; Adam, cosine lr 1e-3 → 1e-6.
 * ``branch_train`` (stage 2): the classifier frozen, every image runs through every branch and the
-  branches learn from L_W = sum_i p_i(y) |f_i(y) - x|_1 (Eq. 6); Adam, lr 1e-4 → 1e-6.
+  branches learn from L_W = sum_i p_i(y) |f_i(y) - x|_1 (Eq. 6); Adam, lr 1e-4 → 1e-6. With
+  ``dense_warmup`` (not in the paper, which leaves the base network's initialisation open), the first
+  fraction of the steps trains the densest branch alone on every image, and the sparse branches join after.
 * ``joint_finetune`` (stage 3): everything trains on L_F = w1 L_W + w2 L_E + w3 L_C (Eq. 4-7) with
   L_E the entropy of p and L_C = sum_i p_i C_i, C_i the branch's FLOPs relative to the densest;
   Adam, lr 1e-5 → 1e-7. The paper gives no loss weights; the defaults (1, 1e-4, 1e-3) weigh a
@@ -138,13 +140,15 @@ class ClassifierPretrain(Strategy):
 
 @dataclass
 class BranchConfig:
-    """``gradient``: how the N:M masks are trained through (sr_ste, ste, masked) with SR-STE ``decay``."""
+    """``gradient``: how the N:M masks are trained through (sr_ste, ste, masked) with SR-STE ``decay``;
+    ``dense_warmup``: the fraction of the steps that trains the densest branch alone, on |f(y) - x|_1."""
 
     steps: int = 2000
     lr: float = 1e-4
     lr_min: float = 1e-6
     gradient: Literal["sr_ste", "ste", "masked"] = "sr_ste"
     decay: float = 2e-4
+    dense_warmup: float = 0.0
     batch: int | None = None
     checkpoint_every: int = 200
     val_every: int = 500
@@ -153,6 +157,8 @@ class BranchConfig:
         require_counts(self, "steps", "checkpoint_every", "val_every")
         require_learning_rate(self.lr, self.lr_min)
         NMGradient(self.gradient, self.decay)
+        if not 0 <= self.dense_warmup < 1:
+            raise ValueError(f"dense_warmup: expected a fraction of the steps in [0, 1), got {self.dense_warmup}")
 
 
 @dataclass
@@ -167,6 +173,8 @@ class JointConfig(BranchConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.dense_warmup:
+            raise ValueError("dense_warmup: a branch_train option (joint_finetune trains every branch throughout)")
         for name in ("w_reconstruction", "w_entropy", "w_cost"):
             if not 0 <= getattr(self, name) <= 1e6:
                 raise ValueError(f"{name}: expected a loss weight in [0, 1e6], got {getattr(self, name)}")
@@ -195,12 +203,16 @@ class _BranchStage(Strategy):
         gate.train(self.joint)
         trained = nn.ModuleDict({"supernet": supernet, "gate": gate}) if self.joint else supernet
         loop = Optimisation(ctx, trained, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        warmup = int(cfg.dense_warmup * cfg.steps)
         summary: dict[str, Any] = {}
         for step in loop:
             noisy, clean = (t.to(run.device) for t in run.data.sampler.batch(step, cfg.batch, stream=ctx.seed))
             with torch.set_grad_enabled(self.joint):
                 probabilities = gate(noisy).softmax(1)
-            weighted = (probabilities * branch_l1(supernet, archs, noisy, clean)).sum(1).mean()
+            if step < warmup:  # the densest branch alone, on every image
+                weighted = branch_l1(supernet, archs[-1:], noisy, clean).mean()
+            else:
+                weighted = (probabilities * branch_l1(supernet, archs, noisy, clean)).sum(1).mean()
             terms = {"loss/weighted_l1": weighted}
             if self.joint:
                 terms.update({"loss/entropy": entropy(probabilities), "loss/cost": (probabilities @ costs).mean()})

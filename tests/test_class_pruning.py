@@ -179,6 +179,18 @@ def test_three_stages_chain_into_a_dynamic_denoiser(tmp_path, capsys) -> None:
     assert sum(p.numel() for p in exported.parameters()) == sum(p.numel() for p in model.parameters())
 
 
+def test_dense_warmup_trains_the_densest_branch_alone_first(tmp_path) -> None:
+    warm = {"strategy": "branch_train", "steps": 4, "lr": 1e-3, "val_every": 4, "dense_warmup": 0.75}
+    run = create_run(parse_recipe({**RECIPE, "stages": [RECIPE["stages"][0], warm]}), tmp_path / "run")
+    execute(run, quiet=True)
+    _, _, model = load_final(run)
+    tracked = {p: int(model.state_dict()[f"network.layers.bn2.candidates.vbn.norms.{p}.num_batches_tracked"])
+               for p in PATTERNS}
+    assert tracked == {"1:4": 1, "2:4": 1, "4:4": 4}  # three steps of the dense branch alone, then one of all three
+    with pytest.raises(RecipeError, match="dense_warmup: a branch_train option"):
+        parse_recipe({**RECIPE, "stages": [*RECIPE["stages"][:2], {**RECIPE["stages"][2], "dense_warmup": 0.5}]})
+
+
 def test_branch_training_needs_the_classifier() -> None:
     with pytest.raises(RecipeError, match="needs classifier from an earlier stage .put classifier_pretrain"):
         parse_recipe({**RECIPE, "stages": RECIPE["stages"][1:2]})  # refused before anything runs
