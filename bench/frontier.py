@@ -429,13 +429,17 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
 }
 
 
-def run_entry(name: str, setting: str, budget: float, device: str, seed: int = 0) -> dict[str, Any]:
+def run_entry(name: str, setting: str, budget: float, device: str, seed: int = 0, keep: bool = False) -> dict[str, Any]:
+    """Run entry ``name``; its run folders (TensorBoard logs, checkpoints) are deleted after scoring unless ``keep``."""
     folder = Path(tempfile.mkdtemp(prefix=f"frontier-{name}-"))
     entry = Entry(name, setting, budget, device, folder, seed)
     started = time.perf_counter()
     result = ENTRIES[name](entry)
     scored = score(Path(result.pop("run_dir")), device, setting)
-    shutil.rmtree(folder, ignore_errors=True)
+    if keep:
+        print(f"  {name}: run folders kept in {folder}", flush=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     print(f"  {name}: {entry.flops:.3g} FLOPs ({entry.flops / (budget * BUDGET):.2f} of the budget), "
           f"{entry.seconds:.0f} s training, {time.perf_counter() - started:.0f} s in all", flush=True)
     return {**provenance(), "entry": name, "setting": setting, "budget": budget, "seed": seed, "device": device,
@@ -577,6 +581,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (the test images stay those of seed 0); the "
                    "report draws seed 0 and tables the spread of entries run with several")
     p.add_argument("--force", action="store_true", help="run entries again even if stored")
+    p.add_argument("--keep", action="store_true", help="keep each entry's run folders (TensorBoard logs) in /tmp")
     p.add_argument("--bm3d-images", type=int, help="BM3D: the first N images of each set (default all)")
     sub.add_parser("list", help="the entries")
     sub.add_parser("latency", help="measure CPU ms per megapixel where missing (run alone on the machine)")
@@ -605,7 +610,8 @@ def main() -> None:
                 raise SystemExit(f"unknown entry {name!r}; see `python bench/frontier.py list`")
             else:
                 STORE.run(entry_key(args.setting, args.budget, name, args.seed),
-                          lambda n=name: run_entry(n, args.setting, args.budget, args.device, args.seed), args.force)
+                          lambda n=name: run_entry(n, args.setting, args.budget, args.device, args.seed, args.keep),
+                          args.force)
 
 
 if __name__ == "__main__":
