@@ -24,9 +24,11 @@ search decides ops and inputs only); ``_per_flop`` keeps the channels most impor
 (``TAYLOR``);
 ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the space
 with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
-``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``);
-``mod_nas_45k_arch_alone`` is a diagnostic: the derived architecture retrained with the whole budget, its
-search not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived
+``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search`` searches
+with 20% of the budget instead of 40%;
+``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are diagnostics: the derived architecture
+retrained with the whole budget, its search not counted); random search in the MoD-NAS space (K architectures
+within ±15% of the DARTS-derived
 FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
 best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
 (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
@@ -36,12 +38,13 @@ the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_l
 as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
-two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` the largest on every 4th / 8th
-step only; ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the
+two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
+4th / 8th / 16th step only; ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step,
+teachers over the
 second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
 ``pip install -e .[bench]``).
 
-    python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force]
+    python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
     python bench/frontier.py report       # bench/results/frontier.{json,md,png}
 
@@ -265,7 +268,8 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
             search_flops = entry.flops
             run_dir, _ = entry.run(space, [{**train, "arch": summaries[0]["arch"]}], {0: 1 - search_share})
         return {"family": "MoD-NAS (DARTS)", "space": space, "run_dir": str(run_dir),
-                "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target, "darts_options": options or {},
+                "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target,
+                "darts_options": options or {},
                 "inherit": inherit, "largest_probability": summaries[0]["largest_probability"]}
     return make
 

@@ -9,7 +9,8 @@ ClassPruning step runs all three branches, so it costs about three dense steps o
 
 Models: dense; ClassPruning (variable BN, SR-STE); ablations "vBN → BN" (one BatchNorm shared by
 the branches) and "SR-STE → STE"; and "dense_warmup" (not in the paper): the first half of
-``branch_train`` trains the dense branch alone on every image, the sparse branches join after. Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
+``branch_train`` trains the dense branch alone on every image, the sparse branches join after.
+Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
 them (dense × N/M for sparse layers, classifier included) and % of dense, parameters, branch shares,
 and the measured CPU wall time of each extracted branch (masked weights run as dense convolutions on
 a CPU: no speed-up is expected or claimed).
