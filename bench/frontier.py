@@ -28,10 +28,9 @@ with channels doubling by level (16/32/64) with those switches (decided, uniform
 with 20% of the budget instead of 40%;
 ``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are diagnostics: the derived architecture
 retrained with the whole budget, its search not counted); random search in the MoD-NAS space (K architectures
-within ±15% of the DARTS-derived
-FLOPs, each screened with 10% of the budget, K the number DARTS's measured search compute pays for, the
-best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
-(sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
+within ±15% of the DARTS-derived FLOPs, each screened with 10% of the budget, K the number DARTS's measured search
+compute pays for, the best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the
+FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
 ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
 the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
 ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
@@ -40,9 +39,8 @@ instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the lar
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
 two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
 4th / 8th / 16th step only; ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step,
-teachers over the
-second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D (no training;
-``pip install -e .[bench]``).
+teachers over the second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D
+(no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -420,6 +418,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_min_half_gain_largest4": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=4),
     # further: does the largest keep gaining from the smallest's updates when it runs on every 8th step only?
     "dds_unet_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=8),
+    # and on every 16th: where does moving the compute to the smallest stop paying?
     "dds_unet_n2_min_half_gain_largest16": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=16),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
