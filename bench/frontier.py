@@ -13,7 +13,8 @@ whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test sco
 time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
-four sizes, and the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at three,
+four sizes, the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at four, and with two,
+three and four down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``),
 MoD-NAS's doubling space with plain choices (``static_unet_growth_8``) at one;
 MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
 instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
@@ -38,8 +39,9 @@ as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest s
 instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
 two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
-4th / 8th / 16th step only; ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step,
-teachers over the second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D
+4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4
+to 8 channels); ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over
+the second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D
 (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
@@ -66,7 +68,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from frontier_math import EntryStore, entry_key, equal_compute_k, frontier, gap_to_frontier, seed_rows
+from frontier_math import EntryStore, entry_key, equal_compute_k, frontier, gap_to_frontier, probe_span, seed_rows
 
 from nasden import final
 from nasden.compute import TRAIN_FLOPS_PER_FORWARD, ComputeCounter
@@ -85,16 +87,22 @@ STORE = EntryStore(RESULTS / "frontier")
 BUDGET = 6e13  # FLOPs of training compute per entry at --budget 1 (about 12 minutes on 2 CPU cores)
 SETTINGS = {"sigma25": {"sigma": 25.0, "test": [25.0]}, "blind": {"sigma": [0.0, 50.0], "test": [15.0, 25.0, 50.0]}}
 SETS = ("set12", "bsd68")
-PROBE = (2, 10)  # steps of the two probe runs
+PROBE = (2, 10)  # steps of the two probe runs (the longer one rounded up to whole `largest_every` periods)
 PATCH, BATCH = 48, 32  # training patches: side and batch
 
 STATIC = {  # family: (space, the option that sets the size, sizes)
     "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
     "unet": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None}, "channels", [8, 12, 16, 24]),
     "ffdnet": ({"name": "ffdnet", "depth": 10}, "channels", [16, 32, 48, 64]),
-    # the U-Net the dynamic methods slim (channels doubling by level) at full width: 15k/34k/60k FLOPs/pixel
+    # the U-Net the dynamic methods slim (channels doubling by level) at full width: 3.9k/15k/34k/60k FLOPs/pixel
     "unet_doubling": ({"name": "slimmable", "backbone": "unet", "levels": 2, "group": 4, "min_ratio": 0.2},
-                      "channels", [8, 12, 16]),
+                      "channels", [4, 8, 12, 16]),
+    # that U-Net at a size its width group (4) does not allow: 6/12/24, 8.6k FLOPs/pixel
+    "unet_doubling2": ({"name": "unet", "levels": 2}, "channels", [6]),
+    # that U-Net with a third down-sampling (6/12/24/48 at size 6: 12.5k FLOPs/pixel), a coarser level's context
+    "unet_doubling3": ({"name": "unet", "levels": 3}, "channels", [6]),
+    # and a fourth (6/12/24/48/96 at size 6: 16k FLOPs/pixel, beside the two-level U-Net 8's 15k)
+    "unet_doubling4": ({"name": "unet", "levels": 4}, "channels", [6]),
     # MoD-NAS's own space with channels doubling by level (8/16/32; 22k FLOPs/pixel): its plain reference
     "unet_growth": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None, "growth": 2},
                     "channels", [8]),
@@ -110,6 +118,8 @@ SLIMMABLE_UNET_SPACE = {"name": "slimmable", "backbone": "unet", "levels": 2, "c
                         "min_ratio": 0.2}
 # its narrowest sub-network at half width: the doubling U-Net 8, the static frontier's best at budget 1
 SLIMMABLE_UNET_HALF_SPACE = {**SLIMMABLE_UNET_SPACE, "min_ratio": 0.5}
+# the same at half the channels (8/16/32 at full width: the doubling U-Net 8), its narrowest the doubling U-Net 4
+SLIMMABLE_UNET8_HALF_SPACE = {**SLIMMABLE_UNET_HALF_SPACE, "channels": 8}
 NM_UNET_SPACE = {"name": "nm_branches", "backbone": "unet", "levels": 2, "channels": 16,
                  "patterns": ["1:4", "2:4", "4:4"]}
 
@@ -170,13 +180,14 @@ class Entry:
         A stage's FLOPs per step come from two runs of the stages up to it that differ only in its steps: the
         stages after it are left out, since what they cost depends on the weights they get (slimming's path,
         the gate's candidates) and that noise, divided by a few steps, once halved a sandwich stage's steps."""
-        short, long_ = PROBE
+        short = PROBE[0]
         _, summaries, base = self._execute(self.recipe(space, _with_steps(stages, dict.fromkeys(budgeted, short))))
         per_step = {}
         for i in budgeted:
             head = stages[:i + 1]
             steps = dict.fromkeys([j for j in budgeted if j <= i], short)
             before = base if i == len(stages) - 1 else self._execute(self.recipe(space, _with_steps(head, steps)))[2]
+            long_ = short + probe_span(PROBE[1] - short, stages[i].get("largest_every", 1))
             after = self._execute(self.recipe(space, _with_steps(head, {**steps, i: long_})))[2]
             per_step[i] = (after - before) / (long_ - short)
         return per_step, base - short * sum(per_step.values()), summaries
@@ -420,6 +431,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "dds_unet_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=8),
     # and on every 16th: where does moving the compute to the smallest stop paying?
     "dds_unet_n2_min_half_gain_largest16": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, largest_every=16),
+    # that recipe one size down, between the doubling U-Nets 4 and 8 (3.9k and 15.3k FLOPs/pixel): does a router pay
+    # where the larger member is the better network, as it is not between 8 and 16?
+    "dds_unet8_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET8_HALF_SPACE, "gain", n=2, largest_every=8),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
@@ -542,8 +556,9 @@ def _plot(results: list[dict[str, Any]]) -> None:
     groups = sorted({(r["setting"], r["budget"]) for r in results if r["budget"]})
     fig, axes = plt.subplots(len(groups), 2, figsize=(12, 4.5 * len(groups)), squeeze=False)
     families = sorted({r["family"] for r in results})
-    styles = {family: (marker, matplotlib.colormaps["tab10"](i % 10))
-              for i, (family, marker) in enumerate(zip(families, "os^vDP*Xph<>"))}
+    markers = "os^vDP*Xph<>"  # cycled with 20 colours: more families than markers must still be drawn
+    styles = {family: (markers[i % len(markers)], matplotlib.colormaps["tab20"](i % 20))
+              for i, family in enumerate(families)}
     for row, (setting, budget) in zip(axes, groups):
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
         line = frontier([(r["flops_per_pixel"], headline(r)) for r in group

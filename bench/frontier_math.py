@@ -4,6 +4,7 @@
   between its points linearly in log-FLOPs (flat beyond the last: a cheaper network reaches it);
 * the distance in dB of a method's point to that frontier, and to the best random-search point;
 * random search's equal-compute K;
+* the probe runs' steps, so that their difference holds every kind of step a stage repeats;
 * entry files: one JSON per entry (and training seed), skipped on a rerun unless forced;
 * the spread of entries run with several training seeds.
 """
@@ -53,6 +54,15 @@ def equal_compute_k(method_search_flops: float, screen_flops: float) -> int:
     if screen_flops <= 0:
         raise ValueError(f"screen_flops: expected > 0, got {screen_flops}")
     return max(1, int(method_search_flops // screen_flops))
+
+
+def probe_span(span: int, period: int = 1) -> int:
+    """How many more steps a stage's longer probe run takes than its shorter: at least ``span``, in whole ``period``s
+    (a sandwich with ``largest_every: k`` repeats every k steps: a difference of another length can hold more or fewer
+    of its steps of the largest than their share)."""
+    if span < 1 or period < 1:
+        raise ValueError(f"probe_span: expected span and period >= 1, got {span}, {period}")
+    return period * math.ceil(span / period)
 
 
 class EntryStore:

@@ -21,6 +21,7 @@ from frontier_math import (  # noqa: E402
     frontier,
     frontier_psnr,
     gap_to_frontier,
+    probe_span,
     seed_rows,
 )
 
@@ -60,6 +61,15 @@ def test_equal_compute_k() -> None:
     assert equal_compute_k(1e11, 1e12) == 1  # never fewer than one architecture
     with pytest.raises(ValueError):
         equal_compute_k(1e12, 0)
+
+
+def test_probe_span_holds_whole_periods_of_a_repeating_stage() -> None:
+    assert probe_span(8) == 8  # every step alike: the default probes, 2 and 10 steps
+    assert probe_span(8, 4) == 8 and probe_span(8, 8) == 8
+    assert probe_span(8, 3) == 9  # three periods of 3
+    assert probe_span(8, 16) == 16  # steps 2..17 hold the largest once (at 16); 2..9 did not
+    with pytest.raises(ValueError):
+        probe_span(8, 0)
 
 
 def test_frontier_keeps_the_points_nothing_cheaper_beats() -> None:
