@@ -12,8 +12,9 @@ MySQL), by default SQLite in the stage folder. A stopped search resumes from it;
 with ``nasden worker RUN_DIR --stage N`` (or ``nasden search ... --workers K``). Workers heartbeat;
 a trial whose worker died is marked failed once its heartbeat is stale and retried with the same
 architecture, and only completed trials count towards ``trials``. The result is the Pareto front
-of the first ``trials`` completed trials: ``pareto.json``, ``pareto.png``, a TensorBoard figure,
-and the run's candidate list that a following ``gate`` stage routes over.
+of the first ``trials`` completed trials, the space's smallest and largest architectures among them:
+``pareto.json``, ``pareto.png``, a TensorBoard figure, and the run's candidate list that a following ``gate``
+stage routes over.
 """
 from __future__ import annotations
 
@@ -154,8 +155,13 @@ class TrialScorer:
 
 
 def work(ctx: StageContext, config: EvolutionConfig, worker: int = 0) -> optuna.Study:
-    """Run trials in this process until the study holds ``trials`` completed ones."""
+    """Run trials in this process until the study holds ``trials`` completed ones; the space's smallest and largest
+    architectures are among them, so that the front reaches the cheapest architecture and the dearest is scored (a
+    front of middling widths alone once left a following gate no candidate under its ``budget_ratio``)."""
     study = open_study(ctx, config, ctx.seed + worker)
+    if worker == 0:
+        for arch in (ctx.run.space.smallest(), ctx.run.space.largest()):
+            study.enqueue_trial(arch, skip_if_exists=True)
     done = len(completed(study))
     if done < config.trials:
         stop = optuna.study.MaxTrialsCallback(config.trials, states=(TrialState.COMPLETE,))

@@ -73,6 +73,17 @@ def test_evolution_then_gate_composes(tmp_path) -> None:
     assert len(summaries[2]["candidates"]) == 2  # the gate routes over the Pareto front
 
 
+def test_the_smallest_and_largest_architectures_are_scored_first(tmp_path) -> None:
+    run = create_run(parse_recipe(TINY), tmp_path / "run")
+    summaries = execute(run, quiet=True)
+    ctx = open_run(run, quiet=True)
+    study = open_study(StageContext(ctx, 1, "evolution"), ctx.recipe.stages[1].options, 0)
+    first = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)[:2]
+    assert [t.user_attrs["arch"] for t in first] == [ctx.space.smallest(), ctx.space.largest()]
+    assert summaries[1]["trials"] == 10
+    assert summaries[1]["front"][0]["flops_per_pixel"] == first[0].values[1]  # the front starts at the smallest
+
+
 @pytest.mark.slow
 def test_two_local_workers_share_one_sqlite_study(tmp_path) -> None:
     path = tmp_path / "evo.yaml"
