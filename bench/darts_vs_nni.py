@@ -13,12 +13,14 @@ the loss scaled ×1000 (what one tries when alpha does not move). nasden runs it
 
     pip install -e ".[nni]"     # nni==3.0 and pytorch-lightning
     python bench/darts_vs_nni.py --steps 600 --retrain 1500
+    python bench/darts_vs_nni.py --no-nni --darts '{"temperature_min": 0.3, "entropy_penalty": 0.5}' --name NAME
 
-Without NNI installed the NNI half is skipped with a message. Results: bench/results/darts_vs_nni.{json,md}.
+Without NNI installed (or with ``--no-nni``) the NNI half is skipped. Results: bench/results/<name>.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import tempfile
@@ -77,7 +79,8 @@ def _nasden_search(args: argparse.Namespace, out: Any) -> None:
     from nasden.run import RunContext, StageContext, create_run
 
     stage = {"strategy": "darts", "steps": args.steps, "warmup": args.warmup, "log_every": args.steps,
-             "val_every": max(1, args.steps // 4), "checkpoint_every": args.steps, "val_size": 128}
+             "val_every": max(1, args.steps // 4), "checkpoint_every": args.steps, "val_size": 128,
+             **json.loads(args.darts)}
     recipe = parse_recipe({"name": "darts-bench", "seed": 0, "device": "cpu", "data": _data(args), "space": SPACE,
                            "stages": [stage]}, "<bench>")
     run = RunContext(recipe, create_run(recipe, Path(tempfile.mkdtemp()) / "run"), quiet=True)
@@ -242,16 +245,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--darts", default="{}", help="further options of nasden's darts stage, as JSON")
+    parser.add_argument("--no-nni", action="store_true", help="nasden's search only")
+    parser.add_argument("--name", default="darts_vs_nni", help="results file name (default darts_vs_nni)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, Any] = {"setup": {"space": SPACE, "data": _data(args), "steps": args.steps,
-                                         "nasden_warmup": args.warmup, "retrain_steps": args.retrain}}
+                                         "nasden_warmup": args.warmup, "retrain_steps": args.retrain,
+                                         "nasden_darts_options": json.loads(args.darts)}}
     print("nasden DARTS ...", flush=True)
     results["nasden"] = _in_process(_nasden_search, args)
     try:
         import nni  # noqa: F401
         import pytorch_lightning  # noqa: F401
-        has_nni = True
+        has_nni = not args.no_nni
     except ImportError:
         has_nni = False
         print("NNI is not installed: skipping the NNI half (pip install -e '.[nni]')", flush=True)
@@ -277,8 +284,8 @@ def main() -> None:
                 (results["nasden"]["peak_rss_mb"] - results["nasden"]["rss_before_mb"])
                 / (results["nni"]["peak_rss_mb"] - results["nni"]["rss_before_mb"])),
         }
-    write_json("darts_vs_nni", results)
-    (RESULTS / "darts_vs_nni.md").write_text(_markdown(results, provenance()))
+    write_json(args.name, results)
+    (RESULTS / f"{args.name}.md").write_text(_markdown(results, provenance()))
     print(_markdown(results, provenance()))
 
 
@@ -303,6 +310,9 @@ def _markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
             out += f"- {name}: {', '.join(results[name]['arch'][k] for k in sorted(results[name]['arch']))}\n"
     if "ratios" in results:
         out += "\nRatios: " + ", ".join(f"{k} {v:.2f}" for k, v in results["ratios"].items()) + "\n"
+    if results["setup"]["nasden_darts_options"]:
+        options = json.dumps(results["setup"]["nasden_darts_options"])
+        out += f"\nnasden's darts options beyond its defaults: `{options}`\n"
     out += f"\nSupernet validation PSNR during nasden's search (step, dB): {results['nasden']['supernet_val_psnr']}\n"
     out += f"\nCommand: `{p['command']}`; {p['date']}; git {p['git_revision']}; {p['machine']}\n"
     return out

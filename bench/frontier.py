@@ -339,29 +339,32 @@ def random_search(entry: Entry) -> dict[str, Any]:
             "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
 
 
-def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | None = None,
+SLIMMING = {"strategy": "progressive_slimming", "val_images": 3, "val_size": 96}
+NSGA2 = {"strategy": "evolution", "trials": 60, "sampler": "nsga2", "sampler_options": {"population_size": 12},
+         "val_images": 3, "val_size": 96}
+
+
+def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | None = None, evolve: bool = False,
         **sandwich: Any) -> Callable[[Entry], dict[str, Any]]:
     """Sandwich of ``n`` sub-networks per step, no distillation unless ``sandwich`` options say (the whole budget;
     with ``late_n``, 75% and then a second sandwich of ``late_n`` at lr 3e-4 for the last 25%), progressive
-    slimming, a gate at half the largest network's FLOPs trained on ``labels`` (the paper's, which choose between
-    the largest and the smallest only, or ``gain``)."""
+    slimming (or, ``evolve``, an NSGA-II front) for the candidates, a gate at half the largest candidate's FLOPs
+    trained on ``labels`` (the paper's, which choose between the largest and the smallest only, or ``gain``)."""
     def make(entry: Entry) -> dict[str, Any]:
         sandwiches = [{"strategy": "sandwich", "n": n, "distill": "none", "lr": 1e-3, "val_size": 96, **sandwich}]
         if late_n:
             sandwiches.append({**sandwiches[0], "n": late_n, "lr": 3e-4})
-        stages = [*sandwiches,
-                  {"strategy": "progressive_slimming", "group": space["group"], "val_images": 3, "val_size": 96},
+        stages = [*sandwiches, NSGA2 if evolve else {**SLIMMING, "group": space["group"]},
                   {"strategy": "gate", "candidates": 4, "beta": 0.2, "budget_ratio": 0.5, "steps": 150, "lr": 1e-3,
                    "patch": 48, "labels": labels}]
         run_dir, _ = entry.run(space, stages, {0: 0.75, 1: 0.25} if late_n else {0: 1.0})
-        return {"family": "DDS-Net (dynamic)", "space": space, "run_dir": str(run_dir)}
+        family = "evolution → gate (dynamic)" if evolve else "DDS-Net (dynamic)"
+        return {"family": family, "space": space, "run_dir": str(run_dir)}
     return make
 
 
 def evolution(entry: Entry) -> dict[str, Any]:
-    stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96},
-              {"strategy": "evolution", "trials": 60, "sampler": "nsga2", "sampler_options": {"population_size": 12},
-               "val_images": 3, "val_size": 96}]
+    stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96}, NSGA2]
     run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
     front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())
     space = build_space(SLIMMABLE_SPACE)
@@ -434,6 +437,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # that recipe one size down, between the doubling U-Nets 4 and 8 (3.9k and 15.3k FLOPs/pixel): does a router pay
     # where the larger member is the better network, as it is not between 8 and 16?
     "dds_unet8_n2_min_half_gain_largest8": dds(SLIMMABLE_UNET8_HALF_SPACE, "gain", n=2, largest_every=8),
+    # that recipe, its candidates an NSGA-II front instead of progressive slimming's (the issue's evolution -> gate)
+    "evolution_gate_unet_n2_min_half_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, evolve=True,
+                                                    largest_every=8),
     "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)

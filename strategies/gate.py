@@ -21,7 +21,7 @@ smallest b whose choices on held-out training patches spend at most C (stored as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,8 @@ from nasden.supernet import recalibrate_bn
 @dataclass
 class GateConfig:
     """``candidates``: E; the budget C in FLOPs/pixel as ``budget_flops`` or as ``budget_ratio`` of the
-    largest candidate's (neither: no complexity loss); ``gate``: DDS-Net's gate on the supernet's first
-    block or ClassPruning's four-block classifier; ``width``: the DDS gate's first-block width
+    largest candidate's (at least the cheapest's; neither: no complexity loss); ``gate``: DDS-Net's gate on the
+    supernet's first block or ClassPruning's four-block classifier; ``width``: the DDS gate's first-block width
     ('smallest', 'largest' or a number); ``hidden``: D of its prediction head, or the classifier's
     channels; ``patch``: training patch size."""
 
@@ -131,6 +131,22 @@ def budget_bias(model: DynamicDenoiser, batches: Sequence[Tensor], budget: float
     return high
 
 
+def gate_budget(cfg: GateConfig, low: float, high: float, index: int, say: Callable[[str], None]) -> float | None:
+    """The budget C in FLOPs/pixel for candidates that cost ``low`` to ``high``. ``budget_flops`` outside that
+    range is an error; ``budget_ratio`` of ``high`` below ``low`` (a searched front of candidates less than
+    1/ratio apart) is raised to ``low`` with a message, so a search's last stage does not fail on its own result."""
+    if cfg.budget_ratio is not None:
+        budget = cfg.budget_ratio * high
+        if budget < low:
+            say(f"  budget_ratio {cfg.budget_ratio:g} of the dearest candidate ({budget:.6g} FLOPs/pixel) is below "
+                f"the cheapest ({low:.6g}): the budget is the cheapest's")
+        return max(budget, low)
+    if cfg.budget_flops is not None and not low <= cfg.budget_flops <= high:
+        raise RecipeError(f"stages.{index}.budget_flops: a budget of {cfg.budget_flops:.6g} FLOPs/pixel is outside "
+                          f"the candidates' range [{low:.6g}, {high:.6g}]")
+    return cfg.budget_flops
+
+
 @register_strategy("gate")
 class Gate(Strategy):
     """Train a routing gate over candidates from the routing space; the result is a dynamic denoiser."""
@@ -148,12 +164,8 @@ class Gate(Strategy):
         cfg, run = self.config, ctx.run
         chosen = spread_over_flops(run.candidates, cfg.candidates)
         flops = torch.tensor([c["flops_per_pixel"] for c in chosen], device=run.device)
-        low, high = float(flops[0]), float(flops[-1])
-        budget = cfg.budget_flops if cfg.budget_ratio is None else cfg.budget_ratio * high
-        if budget is not None and not low <= budget <= high:
-            key = "budget_flops" if cfg.budget_ratio is None else "budget_ratio"
-            raise RecipeError(f"stages.{ctx.index}.{key}: a budget of {budget:.6g} FLOPs/pixel is outside the "
-                              f"candidates' range [{low:.6g}, {high:.6g}]")
+        high = float(flops[-1])
+        budget = gate_budget(cfg, float(flops[0]), high, ctx.index, ctx.say)
         calibration = run.calibration_batches(cfg.calibration_batches)
         statistics = []
         for c in chosen:

@@ -15,7 +15,7 @@ from nasden.images import save_image
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute
-from nasden.strategies.gate import budget_bias, complexity_loss, gate_labels, spread_over_flops
+from nasden.strategies.gate import GateConfig, budget_bias, complexity_loss, gate_budget, gate_labels, spread_over_flops
 from nasden.strategies.sandwich import SandwichConfig, distill_target, sandwich_archs, sandwich_step, step_plan
 from nasden.strategies.slimming import slimmer
 from nasden.supernet import Supernet
@@ -269,6 +269,14 @@ def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None
     run = create_run(parse_recipe(recipe), tmp_path / "run")
     with pytest.raises(RecipeError, match=r"stages.2.budget_flops: a budget of 1e\+09 FLOPs/pixel is outside"):
         execute(run, quiet=True)
+
+
+def test_a_budget_ratio_below_the_cheapest_candidate_is_raised_to_it() -> None:
+    said: list[str] = []
+    assert gate_budget(GateConfig(budget_ratio=0.5), 15.3e3, 29.9e3, 2, said.append) == 15.3e3
+    assert "below the cheapest" in said[0]
+    assert gate_budget(GateConfig(budget_ratio=0.5), 10e3, 30e3, 2, said.append) == 15e3 and len(said) == 1
+    assert gate_budget(GateConfig(), 10e3, 30e3, 2, said.append) is None
 
 
 def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:

@@ -115,3 +115,26 @@ def test_seed_files_and_their_spread() -> None:
     assert rows[0]["entry"] == "a" and rows[0]["seed 0"] == "28.500 @ 1e+04 (1.00)"
     assert rows[0]["seed 1"] == "28.620 @ 1e+04 (0.75)"  # the share of its budget it spent
     assert math.isclose(rows[0]["spread (dB)"], 0.12)
+
+
+def test_the_routing_oracle_upgrades_the_units_that_gain_most_per_flop() -> None:
+    from routing_oracle import oracle_choices
+    gains = torch.tensor([[-1.0, 0.0], [-0.1, 0.0], [-0.5, 0.0]])  # dB under the cheap and the dear candidate
+    weights = torch.ones(3)
+    assert oracle_choices(gains, [1.0, 2.0], 2.0, weights).tolist() == [1, 1, 1]
+    assert oracle_choices(gains, [1.0, 2.0], 1.7, weights).tolist() == [1, 0, 1]  # 5/3 FLOPs: the two largest gains
+    assert oracle_choices(gains, [1.0, 2.0], 1.5, weights).tolist() == [1, 0, 0]
+    # the third unit weighing double: upgrading it too would spend 7/4
+    assert oracle_choices(gains, [1.0, 2.0], 1.7, torch.tensor([1.0, 1.0, 2.0])).tolist() == [1, 0, 0]
+    assert oracle_choices(gains, [1.0, 2.0], 1.0, weights).tolist() == [0, 0, 0]
+
+
+def test_tiles_are_cut_and_assembled_row_major_with_smaller_edge_tiles() -> None:
+    from routing_oracle import assemble, tile_errors
+    clean = torch.zeros(1, 3, 3)
+    output = torch.arange(9.0).reshape(1, 3, 3)
+    # tiles: rows 0-1 × cols 0-1, rows 0-1 × col 2, row 2 × cols 0-1, row 2 × col 2
+    assert tile_errors(output, clean, 2).tolist() == [0 + 1 + 9 + 16, 4 + 25, 36 + 49, 64]
+    zeros, ones = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    image = assemble([zeros, ones], torch.tensor([0, 1, 1, 0]), 2)
+    assert image[0, :2, 2:].eq(1).all() and image[0, 2:, :2].eq(1).all() and image.sum() == 8
