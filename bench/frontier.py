@@ -40,9 +40,11 @@ instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the lar
 ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
 two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
 4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4
-to 8 channels); ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over
-the second half; ``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); BM3D
-(no training; ``pip install -e .[bench]``).
+to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front
+(``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` /
+``_synergy``: the distillation ablation at three per step, teachers over the second half; ``_small_classifier``:
+ClassPruning's classifier at 16 channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler,
+its random search at equal compute; BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -363,16 +365,22 @@ def dds(space: dict[str, Any], labels: str = "paper", n: int = 4, late_n: int | 
     return make
 
 
-def evolution(entry: Entry) -> dict[str, Any]:
-    stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96}, NSGA2]
-    run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
-    front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())
-    space = build_space(SLIMMABLE_SPACE)
-    largest = cost(space, space.largest()).flops_per_pixel
-    chosen = min(front, key=lambda e: abs(e["flops_per_pixel"] - largest / 2))
-    run_dir, _ = entry.run(SLIMMABLE_SPACE, [{"strategy": "train", "arch": chosen["arch"], "lr": 1e-3,
-                                              "loss": "mse"}], {0: 0.5})
-    return {"family": "evolution (NSGA-II, retrained)", "space": SLIMMABLE_SPACE, "run_dir": str(run_dir)}
+def evolution(sampler: str = "nsga2") -> Callable[[Entry], dict[str, Any]]:
+    """Sandwich (50%), a search of the supernet with Optuna's ``sampler`` (NSGA-II, or ``random``: random search with
+    the same trials and compute), the front point nearest half the largest network's FLOPs retrained (50%)."""
+    def make(entry: Entry) -> dict[str, Any]:
+        search = {**NSGA2, "sampler": sampler, **({} if sampler == "nsga2" else {"sampler_options": {}})}
+        stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96}, search]
+        run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
+        front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())
+        space = build_space(SLIMMABLE_SPACE)
+        largest = cost(space, space.largest()).flops_per_pixel
+        chosen = min(front, key=lambda e: abs(e["flops_per_pixel"] - largest / 2))
+        run_dir, _ = entry.run(SLIMMABLE_SPACE, [{"strategy": "train", "arch": chosen["arch"], "lr": 1e-3,
+                                                  "loss": "mse"}], {0: 0.5})
+        family = "evolution (NSGA-II, retrained)" if sampler == "nsga2" else "random search (slimmable space)"
+        return {"family": family, "space": SLIMMABLE_SPACE, "run_dir": str(run_dir), "sampler": sampler}
+    return make
 
 
 def class_pruning(space: dict[str, Any], channels: int = 32, stride: int = 2) -> Callable[[Entry], dict[str, Any]]:
@@ -440,7 +448,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # that recipe, its candidates an NSGA-II front instead of progressive slimming's (the issue's evolution -> gate)
     "evolution_gate_unet_n2_min_half_largest8": dds(SLIMMABLE_UNET_HALF_SPACE, "gain", n=2, evolve=True,
                                                     largest_every=8),
-    "evolution": evolution, "class_pruning": class_pruning(NM_SPACE),
+    "evolution": evolution(),
+    # its random-search counterpart: the same sandwich, trials and retraining, architectures drawn at random
+    "evolution_random": evolution("random"), "class_pruning": class_pruning(NM_SPACE),
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
     "class_pruning_unet_small_classifier": class_pruning(NM_UNET_SPACE, 16, 3),
@@ -519,6 +529,9 @@ def headline(result: dict[str, Any]) -> float:
     return bsd68_mean(result["psnr"], result["setting"])
 
 
+RANDOM_SEARCH_OF = {"mod_nas": "random_search", "evolution": "evolution_random"}  # method: its equal-compute rival
+
+
 def report() -> None:
     every = [r for r in STORE.all() if "psnr" in r]
     results = [r for r in every if not r.get("seed")]
@@ -527,7 +540,7 @@ def report() -> None:
         group = [r for r in results if r["setting"] == setting and r["budget"] in (budget, 0)]
         statics = [(r["flops_per_pixel"], headline(r)) for r in group if r["family"].startswith("static")]
         line = frontier(statics)
-        randoms = [headline(r) for r in group if r["entry"] == "random_search"]
+        randoms = {r["entry"]: headline(r) for r in group if r["entry"] in RANDOM_SEARCH_OF.values()}
         figures[f"{setting}-b{budget:g}"] = {"frontier": line}
         for r in sorted(group, key=lambda r: (r["family"], r["flops_per_pixel"] or 0)):
             psnr = headline(r)
@@ -538,8 +551,8 @@ def report() -> None:
                          "ms/MP (CPU)": r.get("ms_per_megapixel", "–"),
                          "train TFLOPs": round(r["train_flops"] / 1e12, 1), "train s": r.get("train_seconds", "–"),
                          "vs static frontier (dB)": "–" if gap is None else round(gap, 3),
-                         "vs random search (dB)": round(psnr - randoms[0], 3)
-                         if randoms and r["entry"] == "mod_nas" else "–"})
+                         "vs random search (dB)": round(psnr - randoms[RANDOM_SEARCH_OF[r["entry"]]], 3)
+                         if RANDOM_SEARCH_OF.get(r["entry"]) in randoms else "–"})
     _plot(results)
     seeds = seed_rows(every, headline, BUDGET)
     body = (f"Budget 1 = {BUDGET:.0e} FLOPs of training compute per entry. PSNR in dB; the headline is BSD68 "
