@@ -154,7 +154,7 @@ def main() -> None:
     figure = psnr_flops_figure({**curves, "static frontier": line, "gate": [gate],
                                 "candidates": [(f, statistics.mean(r["psnr"][e] for r in rows))
                                                for e, f in enumerate(flops)]},
-                               f"routers over the candidates (BSD68, {args.setting})")
+                               f"routers over the candidates (BSD68, {args.setting})", scattered=("gate", "candidates"))
     name = f"routing_oracle-{args.entry}"
     save_png(figure, RESULTS / f"{name}.png")
     body = (f"Run: `{args.run_dir}`; candidates' FLOPs/pixel {[round(f) for f in flops]}; tiles {args.tile}². "

@@ -16,14 +16,17 @@ from nasden.shapes import chosen_input, chosen_op, chosen_width, live_nodes  # n
 from nasden.space import Architecture, SearchSpace  # noqa: E402
 
 
-def psnr_flops_figure(series: dict[str, Sequence[tuple[float, float]]], title: str) -> Figure:
-    """One line (or scatter) per series of (FLOPs/pixel, PSNR) points."""
+def psnr_flops_figure(series: dict[str, Sequence[tuple[float, float]]], title: str,
+                      scattered: Sequence[str] = ()) -> Figure:
+    """One line per series of (FLOPs/pixel, PSNR) points; the series named in ``scattered`` as points only."""
     figure, axes = plt.subplots(figsize=(6, 4), dpi=110)
     for name, points in series.items():
         if not points:
             continue
         flops, psnr = zip(*sorted(points))
-        axes.plot([f / 1e3 for f in flops], psnr, marker="o", markersize=3, label=name)
+        line = {"linestyle": "none", "marker": "D", "markersize": 5} if name in scattered else {"marker": "o",
+                                                                                               "markersize": 3}
+        axes.plot([f / 1e3 for f in flops], psnr, label=name, **line)
     axes.set_xlabel("FLOPs per pixel (thousands)")
     axes.set_ylabel("PSNR (dB)")
     axes.set_title(title)

@@ -138,3 +138,12 @@ def test_tiles_are_cut_and_assembled_row_major_with_smaller_edge_tiles() -> None
     zeros, ones = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
     image = assemble([zeros, ones], torch.tensor([0, 1, 1, 0]), 2)
     assert image[0, :2, 2:].eq(1).all() and image[0, 2:, :2].eq(1).all() and image.sum() == 8
+
+
+def test_scattered_series_are_drawn_as_points_only() -> None:
+    from nasden.plots import psnr_flops_figure
+    figure = psnr_flops_figure({"frontier": [(1e3, 28.0), (2e3, 28.5)], "gate": [(1.5e3, 28.1)]}, "t",
+                               scattered=("gate",))
+    frontier_line, gate = figure.axes[0].lines
+    assert frontier_line.get_linestyle() == "-" and gate.get_linestyle() == "None"
+    assert gate.get_xdata().tolist() == [1.5]  # thousands of FLOPs/pixel
