@@ -369,7 +369,7 @@ def evolution(sampler: str = "nsga2") -> Callable[[Entry], dict[str, Any]]:
     """Sandwich (50%), a search of the supernet with Optuna's ``sampler`` (NSGA-II, or ``random``: random search with
     the same trials and compute), the front point nearest half the largest network's FLOPs retrained (50%)."""
     def make(entry: Entry) -> dict[str, Any]:
-        search = {**NSGA2, "sampler": sampler, **({} if sampler == "nsga2" else {"sampler_options": {}})}
+        search = NSGA2 if sampler == "nsga2" else {**NSGA2, "sampler": sampler, "sampler_options": {}}
         stages = [{"strategy": "sandwich", "n": 4, "distill": "none", "lr": 1e-3, "val_size": 96}, search]
         run_dir, _ = entry.run(SLIMMABLE_SPACE, stages, {0: 0.5})
         front = json.loads((run_dir / "stages" / "01-evolution" / "pareto.json").read_text())

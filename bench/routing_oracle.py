@@ -36,6 +36,7 @@ from nasden.inference import denoise
 from nasden.metrics import psnr
 from nasden.noise import NoiseConfig
 from nasden.plots import psnr_flops_figure, save_png
+from nasden.strategies.gate import smallest_bias
 from record import RESULTS, write_report
 
 DB_PER_LOG = 10 / math.log(10)  # d PSNR = -DB_PER_LOG · d MSE / MSE
@@ -51,18 +52,7 @@ def oracle_choices(gains: Tensor, flops: Sequence[float], budget: float, weights
     def choose(bias: float) -> Tensor:
         return (gains - bias * relative).argmax(1)
 
-    def spent(bias: float) -> float:
-        return float((weights * costs[choose(bias)]).sum() / weights.sum())
-
-    low, high = 0.0, 1.0
-    if spent(low) <= budget:
-        return choose(low)
-    while spent(high) > budget:
-        low, high = high, high * 2
-    for _ in range(50):
-        middle = (low + high) / 2
-        low, high = (low, middle) if spent(middle) <= budget else (middle, high)
-    return choose(high)
+    return choose(smallest_bias(lambda bias: float((weights * costs[choose(bias)]).sum() / weights.sum()), budget))
 
 
 def tile_errors(output: Tensor, clean: Tensor, tile: int) -> Tensor:

@@ -116,10 +116,12 @@ def budget_bias(model: DynamicDenoiser, batches: Sequence[Tensor], budget: float
     ``batches``: the FLOPs chosen fall as the bias grows, so bisection finds it."""
     logits = torch.cat([model.gate(b) for b in batches])
     flops = torch.tensor(model.flops, device=logits.device)
+    return smallest_bias(lambda bias: float(flops[model.choose(logits, bias)].mean()), budget)
 
-    def spent(bias: float) -> float:
-        return float(flops[model.choose(logits, bias)].mean())
 
+def smallest_bias(spent: Callable[[float], float], budget: float) -> float:
+    """The smallest cost bias >= 0 at which ``spent(bias)``, the FLOPs/pixel its choices spend (falling as the bias
+    grows), is at most ``budget``, by bisection."""
     low, high = 0.0, 1.0
     if spent(low) <= budget:
         return low
