@@ -7,13 +7,21 @@ Adam, cosine): the dense net in one ``train`` stage; ClassPruning as ``branch_tr
 steps) + ``joint_finetune`` (1/3), after a ``classifier_pretrain`` of ``--classifier-steps``. Each
 ClassPruning step runs all three branches, so it costs about three dense steps of compute.
 
-Models: dense; ClassPruning (variable BN, SR-STE); ablations "vBN → BN" (one BatchNorm shared by
-the branches) and "SR-STE → STE"; and "dense_warmup" (not in the paper): the first half of
-``branch_train`` trains the dense branch alone on every image, the sparse branches join after.
-Reported: PSNR per sigma, average FLOPs/pixel as the paper counts
-them (dense × N/M for sparse layers, classifier included) and % of dense, parameters, branch shares,
-and the measured CPU wall time of each extracted branch (masked weights run as dense convolutions on
-a CPU: no speed-up is expected or claimed).
+Models: dense (and "dense_batch3x", three times the batch: the compute of "masked_routed_batch3x"
+below); ClassPruning (variable BN, SR-STE); ablations "vBN → BN" (one BatchNorm shared by
+the branches) and "SR-STE → STE"; "SR-STE → masked" (a sparse branch's gradient reaches only the
+weights it keeps, what the paper calls STE); and, not in the paper: "dense_warmup" (the first half of
+``branch_train`` trains the dense branch alone on every image, the sparse branches join after),
+"uniform_mix" (``branch_train`` weighs every branch's L1 equally on every image, ``uniform_mix: 1``;
+``joint_finetune`` as the paper) and "uniform_mix_joint" (the same, and ``uniform_mix: 0.5`` in
+``joint_finetune``), "batch3x" (three times the batch in stages 2 and 3, so that each branch, which a
+confident classifier gives a third of the images, sees as many per step as the dense network),
+"masked_routed" (masked gradients, and the image-branch pairs that weigh under 1% are not run:
+``skip_below: 0.01``) and "masked_routed_batch3x" (that with three times the batch).
+Reported: PSNR per sigma, average FLOPs/pixel as the paper counts them (dense × N/M for sparse
+layers, classifier included) and % of dense, parameters, branch shares, each branch's PSNR alone at
+every sigma, and the measured CPU wall time of each extracted branch (masked weights run as dense
+convolutions on a CPU: no speed-up is expected or claimed).
 
     python bench/nm_branches.py [--steps 1500] [--depth 10] [--channels 32] [--data ../shared/data]
 
@@ -32,7 +40,7 @@ import torch
 
 from nasden.cost import cost, measure_latency
 from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import evaluate_network, markdown_table
+from nasden.evaluation import evaluate_network, markdown_table, score
 from nasden.final import describe, is_dynamic
 from nasden.final import load as load_final
 from nasden.noise import NoiseConfig
@@ -41,6 +49,7 @@ from nasden.run import create_run, execute
 from record import write_report
 
 SIGMAS = (15, 25, 50)
+ROUTED = {"skip_below": 0.01}
 
 
 def recipe(args: argparse.Namespace, name: str, space: dict[str, Any], stages: list[dict]) -> dict[str, Any]:
@@ -52,29 +61,46 @@ def recipe(args: argparse.Namespace, name: str, space: dict[str, Any], stages: l
     }
 
 
-def class_pruning_stages(args: argparse.Namespace, gradient: str, dense_warmup: float = 0.0) -> list[dict[str, Any]]:
+def class_pruning_stages(args: argparse.Namespace, gradient: str = "sr_ste", branch: dict[str, Any] | None = None,
+                         joint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The three stages; ``branch`` and ``joint`` add options to stages 2 and 3."""
     branch_steps = 2 * args.steps // 3
     return [
         {"strategy": "classifier_pretrain", "steps": args.classifier_steps, "lr": 1e-3, "lr_min": 1e-6,
          "channels": 32, "pool_batches": 32},
         {"strategy": "branch_train", "steps": branch_steps, "lr": args.lr, "lr_min": args.lr / 100,
-         "gradient": gradient, "dense_warmup": dense_warmup, "val_every": branch_steps},
+         "gradient": gradient, "val_every": branch_steps, **(branch or {})},
         {"strategy": "joint_finetune", "steps": args.steps - branch_steps, "lr": args.lr / 10,
-         "lr_min": args.lr / 1000, "gradient": gradient, "val_every": args.steps - branch_steps},
+         "lr_min": args.lr / 1000, "gradient": gradient, "val_every": args.steps - branch_steps, **(joint or {})},
     ]
 
 
 def models(args: argparse.Namespace) -> dict[str, tuple[dict, list[dict]]]:
     base = {"depth": args.depth, "channels": args.channels, "bn": True}
     nm = {"name": "nm_branches", **base}
+    dense = {"strategy": "train", "steps": args.steps, "lr": args.lr, "lr_min": args.lr / 1000, "loss": "l1",
+             "val_every": args.steps}
     return {
-        "dense": ({"name": "dncnn", **base}, [{"strategy": "train", "steps": args.steps, "lr": args.lr,
-                                              "lr_min": args.lr / 1000, "loss": "l1", "val_every": args.steps}]),
-        "classpruning": (nm, class_pruning_stages(args, "sr_ste")),
-        "vbn_to_bn": ({**nm, "variable_bn": False}, class_pruning_stages(args, "sr_ste")),
+        "dense": ({"name": "dncnn", **base}, [dense]),
+        # the dense net at the compute of a ClassPruning step that runs each image through one branch of 3x the batch
+        "dense_batch3x": ({"name": "dncnn", **base}, [{**dense, "batch": 3 * args.batch}]),
+        "classpruning": (nm, class_pruning_stages(args)),
+        "vbn_to_bn": ({**nm, "variable_bn": False}, class_pruning_stages(args)),
         "srste_to_ste": (nm, class_pruning_stages(args, "ste")),
+        # the sparse branches' gradients reach only the weights they keep: do they pull less on the dense branch?
+        "srste_to_masked": (nm, class_pruning_stages(args, "masked")),
         # the sparse branches join after half of stage 2: do they pull less on the weights the dense branch shares?
-        "dense_warmup": (nm, class_pruning_stages(args, "sr_ste", dense_warmup=0.5)),
+        "dense_warmup": (nm, class_pruning_stages(args, branch={"dense_warmup": 0.5})),
+        # a confident classifier gives each branch a third of the images: do the branches gain from all of them?
+        "uniform_mix": (nm, class_pruning_stages(args, branch={"uniform_mix": 1.0})),
+        "uniform_mix_joint": (nm, class_pruning_stages(args, branch={"uniform_mix": 1.0}, joint={"uniform_mix": 0.5})),
+        # or do they lack images? Three times the batch in stages 2 and 3: each branch sees as many as the dense net
+        "batch3x": (nm, class_pruning_stages(args, branch={"batch": 3 * args.batch}, joint={"batch": 3 * args.batch})),
+        # masked gradients; image-branch pairs weighing under 1% not run (about a third of the compute per step)
+        "masked_routed": (nm, class_pruning_stages(args, "masked", ROUTED, ROUTED)),
+        # ... which buys three times the batch at about the compute of the paper's training
+        "masked_routed_batch3x": (nm, class_pruning_stages(args, "masked", {**ROUTED, "batch": 3 * args.batch},
+                                                           {**ROUTED, "batch": 3 * args.batch})),
     }
 
 
@@ -88,6 +114,7 @@ def evaluate(run_dir: Path, args: argparse.Namespace, test: Any) -> dict[str, An
         if is_dynamic(model):
             row[f"shares_{sigma}"] = scores["shares"]
             row[f"flops_{sigma}"] = scores["flops_per_pixel"]
+            row[f"branch_psnr_{sigma}"] = [round(score(c, pairs, "branch").psnr, 3) for c in model.candidates]
     example = torch.rand(1, 1, 321, 481)
     if is_dynamic(model):
         flops = [row[f"flops_{s}"] for s in SIGMAS]
@@ -148,9 +175,12 @@ def main() -> None:
              for name, row in rows.items() if "branch_latency_ms" in row]
     if dense:
         speed.append(f"- dense: {dense['latency_ms']} ms")
+    alone = [f"- {name}: " + "; ".join(f"σ{s} {row[f'branch_psnr_{s}']}" for s in SIGMAS)
+             for name, row in rows.items() if f"branch_psnr_{SIGMAS[0]}" in row]
     text = write_report(args.out, {"settings": vars(args), "models": rows}, "ClassPruning vs dense (CPU scale)",
-                        f"{markdown_table(table)}\nMeasured CPU wall time (no sparse kernels: masked weights run as "
-                        f"dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
+                        f"{markdown_table(table)}\nEach branch alone (1:4 / 2:4 / 4:4) on every image:\n\n"
+                        + "\n".join(alone) + "\n\nMeasured CPU wall time (no sparse kernels: masked weights run as "
+                        "dense convolutions, so no speed-up is measured):\n\n" + "\n".join(speed) + "\n")
     print(text)
 
 

@@ -12,7 +12,8 @@ PSNR gain, linearised around the largest candidate's error; tiles are cut from t
 
 Against the static frontier of bench/results/frontier.json (same setting and budget) at the gate's mean
 FLOPs: where even the oracle falls below it, no gate over these candidates can beat hand design, and the
-candidates, not the gate, are what to fix. Writes bench/results/routing_oracle-<entry>.{json,md,png}.
+candidates, not the gate, are what to fix.
+Writes bench/results/routing_oracle-<entry>-<setting>-b<budget>.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def main() -> None:
                                 "candidates": [(f, statistics.mean(r["psnr"][e] for r in rows))
                                                for e, f in enumerate(flops)]},
                                f"routers over the candidates (BSD68, {args.setting})", scattered=("gate", "candidates"))
-    name = f"routing_oracle-{args.entry}"
+    name = f"routing_oracle-{args.entry}-{args.setting}-b{args.budget:g}"
     save_png(figure, RESULTS / f"{name}.png")
     body = (f"Run: `{args.run_dir}`; candidates' FLOPs/pixel {[round(f) for f in flops]}; tiles {args.tile}². "
             f"Static frontier: frontier.json `{key}`. PSNR is the mean over BSD68 images and test σ.\n\n"

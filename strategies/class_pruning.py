@@ -6,6 +6,10 @@
   branches learn from L_W = sum_i p_i(y) |f_i(y) - x|_1 (Eq. 6); Adam, lr 1e-4 → 1e-6. With
   ``dense_warmup`` (not in the paper, which leaves the base network's initialisation open), the first
   fraction of the steps trains the densest branch alone on every image, and the sparse branches join after.
+  With ``uniform_mix`` u (not in the paper) the branch weights are (1 - u) p_i + u / L: a confident
+  classifier gives each branch only its own class's images, and u > 0 lets every branch learn from all of them.
+  With ``skip_below`` (not in the paper, which runs every branch on every image) the image-branch pairs whose
+  weight is below it are not run, so a step costs about one branch per image once the classifier is confident.
 * ``joint_finetune`` (stage 3): everything trains on L_F = w1 L_W + w2 L_E + w3 L_C (Eq. 4-7) with
   L_E the entropy of p and L_C = sum_i p_i C_i, C_i the branch's FLOPs relative to the densest;
   Adam, lr 1e-5 → 1e-7. The paper gives no loss weights; the defaults (1, 1e-4, 1e-3) weigh a
@@ -57,9 +61,21 @@ def branch_archs(space: SearchSpace) -> dict[str, Architecture]:
     return {pattern: {**base, choice.label: pattern} for pattern in sorted(choice.values, key=density)}
 
 
-def branch_l1(supernet: Supernet, archs: list[Architecture], noisy: Tensor, clean: Tensor) -> Tensor:
-    """|f_i(y) - x|_1 (mean over pixels) of every image under every branch: ``[B, L]``."""
-    return torch.stack([(supernet(noisy, arch) - clean).abs().flatten(1).mean(1) for arch in archs], 1)
+def branch_l1(supernet: Supernet, archs: list[Architecture], noisy: Tensor, clean: Tensor,
+              weights: Tensor | None = None, skip_below: float = 0.0) -> Tensor:
+    """|f_i(y) - x|_1 (mean over pixels) of every image under every branch: ``[B, L]``. With ``weights``
+    (``[B, L]``), the image-branch pairs weighing less than ``skip_below`` are not run and read 0."""
+    l1 = noisy.new_zeros(noisy.shape[0], len(archs))
+    for i, arch in enumerate(archs):
+        rows = torch.ones_like(l1[:, i], dtype=torch.bool) if weights is None else weights[:, i] >= skip_below
+        if rows.any():
+            l1[rows, i] = (supernet(noisy[rows], arch) - clean[rows]).abs().flatten(1).mean(1)
+    return l1
+
+
+def branch_weights(probabilities: Tensor, uniform_mix: float) -> Tensor:
+    """The weights of the branches' L1 in L_W: ``(1 - uniform_mix) p_i + uniform_mix / L`` (Eq. 6 at 0)."""
+    return (1 - uniform_mix) * probabilities + uniform_mix / probabilities.shape[1]
 
 
 def entropy(probabilities: Tensor) -> Tensor:
@@ -141,7 +157,10 @@ class ClassifierPretrain(Strategy):
 @dataclass
 class BranchConfig:
     """``gradient``: how the N:M masks are trained through (sr_ste, ste, masked) with SR-STE ``decay``;
-    ``dense_warmup``: the fraction of the steps that trains the densest branch alone, on |f(y) - x|_1."""
+    ``dense_warmup``: the fraction of the steps that trains the densest branch alone, on |f(y) - x|_1;
+    ``uniform_mix``: u in the branch weights (1 - u) p_i + u / L of the weighted L1 (0: the paper's Eq. 6);
+    ``skip_below``: image-branch pairs of a smaller weight are not run (each would add less than ``skip_below``
+    times its L1): with a confident classifier a step then costs about one branch per image instead of every one."""
 
     steps: int = 2000
     lr: float = 1e-4
@@ -149,6 +168,8 @@ class BranchConfig:
     gradient: Literal["sr_ste", "ste", "masked"] = "sr_ste"
     decay: float = 2e-4
     dense_warmup: float = 0.0
+    uniform_mix: float = 0.0
+    skip_below: float = 0.0
     batch: int | None = None
     checkpoint_every: int = 200
     val_every: int = 500
@@ -159,6 +180,10 @@ class BranchConfig:
         NMGradient(self.gradient, self.decay)
         if not 0 <= self.dense_warmup < 1:
             raise ValueError(f"dense_warmup: expected a fraction of the steps in [0, 1), got {self.dense_warmup}")
+        if not 0 <= self.uniform_mix <= 1:
+            raise ValueError(f"uniform_mix: expected a weight in [0, 1], got {self.uniform_mix}")
+        if not 0 <= self.skip_below < 1:
+            raise ValueError(f"skip_below: expected a weight in [0, 1), got {self.skip_below}")
 
 
 @dataclass
@@ -212,7 +237,9 @@ class _BranchStage(Strategy):
             if step < warmup:  # the densest branch alone, on every image
                 weighted = branch_l1(supernet, archs[-1:], noisy, clean).mean()
             else:
-                weighted = (probabilities * branch_l1(supernet, archs, noisy, clean)).sum(1).mean()
+                weights = branch_weights(probabilities, cfg.uniform_mix)
+                l1 = branch_l1(supernet, archs, noisy, clean, weights.detach(), cfg.skip_below)
+                weighted = (weights * l1).sum(1).mean()
             terms = {"loss/weighted_l1": weighted}
             if self.joint:
                 terms.update({"loss/entropy": entropy(probabilities), "loss/cost": (probabilities @ costs).mean()})

@@ -20,7 +20,7 @@ from nasden.ops.nm import NMGradient, apply_nm
 from nasden.recipe import RecipeError, parse_recipe
 from nasden.registry import SPACES
 from nasden.run import create_run, execute
-from nasden.strategies.class_pruning import branch_archs, entropy
+from nasden.strategies.class_pruning import branch_archs, branch_l1, branch_weights, entropy
 from nasden.supernet import Supernet
 
 PATTERNS = ["1:4", "2:4", "4:4"]
@@ -189,6 +189,32 @@ def test_dense_warmup_trains_the_densest_branch_alone_first(tmp_path) -> None:
     assert tracked == {"1:4": 1, "2:4": 1, "4:4": 4}  # three steps of the dense branch alone, then one of all three
     with pytest.raises(RecipeError, match="dense_warmup: a branch_train option"):
         parse_recipe({**RECIPE, "stages": [*RECIPE["stages"][:2], {**RECIPE["stages"][2], "dense_warmup": 0.5}]})
+
+
+def test_uniform_mix_spreads_the_branch_weights_evenly() -> None:
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    torch.testing.assert_close(branch_weights(p, 0.0), p)  # the paper's Eq. 6
+    torch.testing.assert_close(branch_weights(p, 1.0), torch.full((2, 3), 1 / 3))
+    half = torch.tensor([[2 / 3, 1 / 6, 1 / 6], [0.1 + 1 / 6, 0.15 + 1 / 6, 0.25 + 1 / 6]])
+    torch.testing.assert_close(branch_weights(p, 0.5), half)
+    with pytest.raises(RecipeError, match=r"uniform_mix: expected a weight in \[0, 1\], got 1.5"):
+        parse_recipe({**RECIPE, "stages": [*RECIPE["stages"][:2], {**RECIPE["stages"][2], "uniform_mix": 1.5}]})
+
+
+def test_skip_below_runs_only_the_pairs_that_weigh_enough() -> None:
+    space = small_space()
+    supernet = Supernet(space).eval()  # per-image outputs that do not depend on the batch
+    archs = list(branch_archs(space).values())
+    noisy, clean = torch.rand(3, 1, 12, 12), torch.rand(3, 1, 12, 12)
+    every = branch_l1(supernet, archs, noisy, clean)
+    weights = torch.tensor([[0.98, 0.01, 0.01], [0.3, 0.4, 0.3], [0.0, 0.005, 0.995]])
+    runs = weights >= 0.02
+    skipped = branch_l1(supernet, archs, noisy, clean, weights, skip_below=0.02)
+    torch.testing.assert_close(skipped[runs], every[runs])
+    assert bool((skipped[~runs] == 0).all()) and bool((every > 0).all())
+    torch.testing.assert_close(branch_l1(supernet, archs, noisy, clean, weights), every)  # skip_below 0: every pair
+    with pytest.raises(RecipeError, match=r"skip_below: expected a weight in \[0, 1\), got 1"):
+        parse_recipe({**RECIPE, "stages": [*RECIPE["stages"][:2], {**RECIPE["stages"][2], "skip_below": 1}]})
 
 
 def test_branch_training_needs_the_classifier() -> None:
