@@ -459,10 +459,10 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "class_pruning_unet": class_pruning(NM_UNET_SPACE),
     # its classifier at 16 channels, stride 3: 96 FLOPs/pixel, 0.5% of the 1:4 branch (32, 2: 1.7k, 8.8%)
     "class_pruning_unet_small_classifier": class_pruning(NM_UNET_SPACE, 16, 3),
-    # the sparse branches' gradients reach only the weights they keep (nm_branches.py: -0.25 -> -0.07 dB vs dense)
+    # the sparse branches' gradients reach only the weights they keep (nm_branches.py, vs dense: -0.25 -> -0.07 dB)
     "class_pruning_unet_masked": class_pruning(NM_UNET_SPACE, gradient="masked"),
     # ... routed: each image through about one branch, three times the batch at about the same compute per step
-    # (nm_branches.py: +0.11 dB vs dense at the dense net's batch)
+    # (nm_branches.py: +0.09-0.11 dB vs dense at the dense net's batch)
     "class_pruning_unet_masked_routed": class_pruning(NM_UNET_SPACE, gradient="masked", skip_below=0.01),
     # blind sigma in [0, 50] leaves the classifier unsure: at 1% about two pairs per image run, at 20% fewer
     "class_pruning_unet_masked_routed20": class_pruning(NM_UNET_SPACE, gradient="masked", skip_below=0.2),

@@ -14,10 +14,10 @@ weights it keeps, what the paper calls STE); and, not in the paper: "dense_warmu
 ``branch_train`` trains the dense branch alone on every image, the sparse branches join after),
 "uniform_mix" (``branch_train`` weighs every branch's L1 equally on every image, ``uniform_mix: 1``;
 ``joint_finetune`` as the paper) and "uniform_mix_joint" (the same, and ``uniform_mix: 0.5`` in
-``joint_finetune``), "batch3x" (three times the batch in stages 2 and 3, so that each branch, which a
-confident classifier gives a third of the images, sees as many per step as the dense network),
-"masked_routed" (masked gradients, and the image-branch pairs that weigh under 1% are not run:
-``skip_below: 0.01``) and "masked_routed_batch3x" (that with three times the batch).
+``joint_finetune``), "masked_routed" (masked gradients, and the image-branch pairs that weigh under 1%
+are not run: ``skip_below: 0.01``) and "masked_routed_batch3x" (that with three times the batch in
+stages 2-3, so that each branch, which a confident classifier gives a third of the images, sees as
+many per step as the dense network does).
 Reported: PSNR per sigma, average FLOPs/pixel as the paper counts them (dense × N/M for sparse
 layers, classifier included) and % of dense, parameters, branch shares, each branch's PSNR alone at
 every sigma, and the measured CPU wall time of each extracted branch (masked weights run as dense
@@ -54,7 +54,7 @@ ROUTED = {"skip_below": 0.01}
 
 def recipe(args: argparse.Namespace, name: str, space: dict[str, Any], stages: list[dict]) -> dict[str, Any]:
     return {
-        "name": name, "seed": 0, "device": "cpu",
+        "name": name, "seed": args.seed, "device": "cpu",
         "data": {"train": str(Path(args.data) / "train400"), "val": "builtin", "val_crop": 128, "val_images": 2,
                  "noise": {"kind": "gaussian", "levels": list(SIGMAS)}, "patch": args.patch, "batch": args.batch},
         "space": space, "stages": stages,
@@ -94,8 +94,6 @@ def models(args: argparse.Namespace) -> dict[str, tuple[dict, list[dict]]]:
         # a confident classifier gives each branch a third of the images: do the branches gain from all of them?
         "uniform_mix": (nm, class_pruning_stages(args, branch={"uniform_mix": 1.0})),
         "uniform_mix_joint": (nm, class_pruning_stages(args, branch={"uniform_mix": 1.0}, joint={"uniform_mix": 0.5})),
-        # or do they lack images? Three times the batch in stages 2 and 3: each branch sees as many as the dense net
-        "batch3x": (nm, class_pruning_stages(args, branch={"batch": 3 * args.batch}, joint={"batch": 3 * args.batch})),
         # masked gradients; image-branch pairs weighing under 1% not run (about a third of the compute per step)
         "masked_routed": (nm, class_pruning_stages(args, "masked", ROUTED, ROUTED)),
         # ... which buys three times the batch at about the compute of the paper's training
@@ -140,6 +138,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=40)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (initial weights, patches, noise)")
     parser.add_argument("--crop", type=int, help="centre-crop the BSD68 images (default: whole images)")
     parser.add_argument("--only", nargs="*", help="train only these models (default: all)")
     parser.add_argument("--data", default="../shared/data")
