@@ -24,9 +24,9 @@ def psnr_flops_figure(series: dict[str, Sequence[tuple[float, float]]], title: s
         if not points:
             continue
         flops, psnr = zip(*sorted(points))
-        line = {"linestyle": "none", "marker": "D", "markersize": 5} if name in scattered else {"marker": "o",
-                                                                                               "markersize": 3}
-        axes.plot([f / 1e3 for f in flops], psnr, label=name, **line)
+        style = {"linestyle": "none", "marker": "D", "markersize": 5} if name in scattered \
+            else {"marker": "o", "markersize": 3}
+        axes.plot([f / 1e3 for f in flops], psnr, label=name, **style)
     axes.set_xlabel("FLOPs per pixel (thousands)")
     axes.set_ylabel("PSNR (dB)")
     axes.set_title(title)

@@ -67,9 +67,11 @@ def branch_l1(supernet: Supernet, archs: list[Architecture], noisy: Tensor, clea
     (``[B, L]``), the image-branch pairs weighing less than ``skip_below`` are not run and read 0."""
     l1 = noisy.new_zeros(noisy.shape[0], len(archs))
     for i, arch in enumerate(archs):
-        rows = torch.ones_like(l1[:, i], dtype=torch.bool) if weights is None else weights[:, i] >= skip_below
-        if rows.any():
-            l1[rows, i] = (supernet(noisy[rows], arch) - clean[rows]).abs().flatten(1).mean(1)
+        if weights is None or not skip_below:
+            rows = slice(None)  # every image, without copying the batch
+        elif not (rows := weights[:, i] >= skip_below).any():
+            continue
+        l1[rows, i] = (supernet(noisy[rows], arch) - clean[rows]).abs().flatten(1).mean(1)
     return l1
 
 
@@ -238,7 +240,7 @@ class _BranchStage(Strategy):
                 weighted = branch_l1(supernet, archs[-1:], noisy, clean).mean()
             else:
                 weights = branch_weights(probabilities, cfg.uniform_mix)
-                l1 = branch_l1(supernet, archs, noisy, clean, weights.detach(), cfg.skip_below)
+                l1 = branch_l1(supernet, archs, noisy, clean, weights, cfg.skip_below)
                 weighted = (weights * l1).sum(1).mean()
             terms = {"loss/weighted_l1": weighted}
             if self.joint:

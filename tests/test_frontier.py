@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nasden.compute import ComputeCounter
+from nasden.plots import psnr_flops_figure
 from nasden.registry import SPACES
 from nasden.supernet import Supernet
 
@@ -141,7 +142,6 @@ def test_tiles_are_cut_and_assembled_row_major_with_smaller_edge_tiles() -> None
 
 
 def test_scattered_series_are_drawn_as_points_only() -> None:
-    from nasden.plots import psnr_flops_figure
     figure = psnr_flops_figure({"frontier": [(1e3, 28.0), (2e3, 28.5)], "gate": [(1.5e3, 28.1)]}, "t",
                                scattered=("gate",))
     frontier_line, gate = figure.axes[0].lines
