@@ -15,7 +15,9 @@ the loss scaled ×1000 (what one tries when alpha does not move). nasden runs it
     python bench/darts_vs_nni.py --steps 600 --retrain 1500
     python bench/darts_vs_nni.py --no-nni --darts '{"temperature_min": 0.3, "entropy_penalty": 0.5}' --name NAME
 
-Without NNI installed (or with ``--no-nni``) the NNI half is skipped. Results: bench/results/<name>.{json,md}.
+Without NNI installed (or with ``--no-nni``) the NNI half is skipped. Results: bench/results/<name>.{json,md},
+with nasden's alpha-gradient consistency per layer (strategies/darts.py): near its noise floor a layer's
+candidates are worth the same within the batch-to-batch noise of the architecture steps.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ def _nasden_search(args: argparse.Namespace, out: Any) -> None:
         seconds = time.perf_counter() - start
     out.put({"arch": summary["arch"], "probabilities": summary["largest_probability"],
              "supernet_val_psnr": summary["supernet_val_psnr"], "seconds_per_step": seconds / args.steps,
+             "gradient_consistency": summary["gradient_consistency"],
+             "consistency_noise_floor": summary["consistency_noise_floor"],
              **memory.figures()})
 
 
@@ -314,6 +318,10 @@ def _markdown(results: dict[str, Any], p: dict[str, Any]) -> str:
         options = json.dumps(results["setup"]["nasden_darts_options"])
         out += f"\nnasden's darts options beyond its defaults: `{options}`\n"
     out += f"\nSupernet validation PSNR during nasden's search (step, dB): {results['nasden']['supernet_val_psnr']}\n"
+    nasden = results["nasden"]
+    out += ("\nnasden's alpha-gradient consistency per layer (‖Σg‖/√(nΣ‖g‖²) over its architecture steps; "
+            f"pure noise reads about {nasden['consistency_noise_floor']:.3f}): "
+            + " ".join(f"{v:.3f}" for v in nasden["gradient_consistency"].values()) + "\n")
     out += f"\nCommand: `{p['command']}`; {p['date']}; git {p['git_revision']}; {p['machine']}\n"
     return out
 

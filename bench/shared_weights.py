@@ -1,7 +1,8 @@
 """What one shared weight set buys a dynamic denoiser, and what it costs at inference.
 
-For DDS-Net (slimmable DnCNN, 4 candidates from 20% to 100% width, DDS gate) and ClassPruning (N:M
-branches 1:4, 2:4, 4:4 of a DnCNN with variable BN, difficulty classifier), both 17 layers × 64 channels:
+For DDS-Net (slimmable DnCNN, 4 candidates from 20% to 100% width, DDS gate; and the frontier benchmark's
+slimmable U-Net, 50% to 100%) and ClassPruning (N:M branches 1:4, 2:4, 4:4 of a DnCNN with variable BN,
+difficulty classifier), the DnCNNs 17 layers × 64 channels:
 parameters and ``final.pt`` size with one shared weight set against the E separately extracted networks
 nasden stored before; CPU time of every candidate run from the shared weights against its extracted
 network (interleaved, the median of ``--runs``, in one process so the ratio is fair); and what the gate
@@ -35,6 +36,10 @@ from nasden.recipe import build_space
 from nasden.strategies.class_pruning import branch_archs
 from nasden.supernet import Supernet
 from record import write_report
+
+# the frontier benchmark's routing U-Net (channels 16/32/64 halving to 8/16/32): its skip concatenations read
+# slim encoder outputs
+UNET = {"backbone": "unet", "levels": 2, "channels": 16, "group": 4, "min_ratio": 0.5}
 
 
 def megabytes(state: dict[str, Any]) -> float:
@@ -79,8 +84,8 @@ def gate_seconds(model: DynamicDenoiser, x: torch.Tensor, runs: int) -> tuple[fl
     return statistics.median(every), {k: statistics.median(v) for k, v in differences.items()}
 
 
-def dds() -> DynamicDenoiser:
-    space = build_space({"name": "slimmable", "backbone": "dncnn", "depth": 17, "channels": 64})
+def dds(backbone: dict[str, Any]) -> DynamicDenoiser:
+    space = build_space({"name": "slimmable", **backbone})
     supernet = Supernet(space)
     widths = {label: choice.values for label, choice in space.choices().items()}
     archs = [{label: values[round(q * (len(values) - 1))] for label, values in widths.items()}
@@ -135,8 +140,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=31)
     args = parser.parse_args()
     torch.manual_seed(0)
-    results = {name: measure(name, build(), args.side, args.runs)
-               for name, build in (("DDS-Net", dds), ("ClassPruning", class_pruning))}
+    methods: dict[str, Callable[[], DynamicDenoiser]] = {
+        "DDS-Net": lambda: dds({"backbone": "dncnn", "depth": 17, "channels": 64}),
+        "DDS-Net, U-Net": lambda: dds(UNET), "ClassPruning": class_pruning}
+    results = {name: measure(name, build(), args.side, args.runs) for name, build in methods.items()}
     sizes = [rows[0] for rows in results.values()]
     times = [row for rows in results.values() for row in rows[1:]]
     body = (f"One {args.side}×{args.side} gray image, CPU, median of {args.runs} interleaved runs.\n\n"

@@ -207,6 +207,48 @@ class TaylorSaliency:
             self.values[label].copy_(value)
 
 
+class GradientConsistency:
+    """Per op/input label, how steadily the architecture steps push its alphas one way:
+    ‖Σ g‖ / √(n Σ ‖g‖²) over the n steps' alpha gradients g. It is 1 when every step pushes the same way and
+    about 1/√n (:meth:`noise_floor`) when the steps' gradients are zero-mean noise: then the candidates are
+    worth the same within the batch-to-batch noise, and a label's alphas wander instead of deciding
+    (Adam moves an alpha by about its learning rate times this ratio per step). A label whose preferred
+    candidate changes during the search reads low too."""
+
+    def __init__(self, arch: ArchParameters):
+        self.sums = {label: torch.zeros_like(alpha.detach()) for label, alpha in arch.alphas.items()}
+        self.squares = {label: 0.0 for label in arch.alphas}
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, arch: ArchParameters) -> None:
+        """Fold in the alphas' current gradients (one architecture step)."""
+        self.steps += 1
+        for label, alpha in arch.alphas.items():
+            if alpha.grad is not None:
+                self.sums[label] += alpha.grad
+                self.squares[label] += float((alpha.grad ** 2).sum())
+
+    def values(self) -> dict[str, float]:
+        """The consistency per label, in [0, 1] (0 before any step)."""
+        return {label: float(self.sums[label].norm()) / math.sqrt(self.steps * self.squares[label])
+                if self.squares[label] > 0 else 0.0 for label in self.sums}
+
+    def noise_floor(self) -> float:
+        """What :meth:`values` reads, in expectation, for gradients that are pure noise: 1/√n."""
+        return 1 / math.sqrt(max(1, self.steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {label: s.cpu() for label, s in self.sums.items()}, "squares": dict(self.squares),
+                "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for label, value in state["sums"].items():
+            self.sums[label].copy_(value)
+        self.squares.update(state["squares"])
+        self.steps = state["steps"]
+
+
 def describe(space: SearchSpace, arch: Architecture) -> str:
     """A Markdown table of the layers an architecture uses: op, width, input."""
     live = live_nodes(space, arch)

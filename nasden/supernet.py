@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -9,10 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nasden.ops.base import Layout
 from nasden.ops.channelwise import DynamicBatchNorm
 from nasden.ops.mixed import MixedOp
 from nasden.ops.nm import parse_nm
 from nasden.ops.unfold import UnfoldStep
+from nasden.registry import OPS
 from nasden.shapes import chosen_input, chosen_op, live_nodes
 from nasden.space import Architecture, Node, SearchSpace
 
@@ -31,6 +34,17 @@ def last_uses(order: list[str], preds: Mapping[str, tuple[str, ...]]) -> dict[st
 
 def _pad_channels(x: Tensor, channels: int) -> Tensor:
     return x if x.shape[1] == channels else F.pad(x, (0, 0, 0, 0, 0, channels - x.shape[1]))
+
+
+def _padded(values: Mapping[str, Tensor], compact: Mapping[str, Layout], name: str) -> Tensor:
+    """Node ``name``'s output, with the channels a compact concat left out put back as zeros."""
+    value = values[name]
+    if name not in compact:
+        return value
+    layout = compact[name]
+    full = value.new_zeros(value.shape[0], layout.length, *value.shape[2:])
+    full[:, list(layout.positions)] = value
+    return full
 
 
 def _weighted_sum(tensors: list[Tensor], weights: Tensor | None = None) -> Tensor:
@@ -108,35 +122,56 @@ class Supernet(nn.Module):
         given = given or {}
         live = live_nodes(self.space, arch, given) if self._input_labels or given else None
         values: dict[str, Tensor] = {}
+        compact: dict[str, Layout] = {}  # concat outputs that leave their slim inputs' missing (zero) channels out
         for name, node in self.space.nodes.items():
             if name in given:
                 values[name] = given[name]
             elif live is None or name in live:
-                values[name] = self._node(node, x, values, arch)
+                values[name] = self._node(node, x, values, compact, arch)
             for dead in self._frees[name]:
                 values.pop(dead, None)
-        out = values[self.space.output_node.name]
+                compact.pop(dead, None)
+        out = _padded(values, compact, self.space.output_node.name)
         return x - out if self.space.residual else out
 
-    def _node(self, node: Node, x: Tensor, values: dict[str, Tensor], arch: Mapping[str, Any]) -> Tensor:
+    def _node(self, node: Node, x: Tensor, values: dict[str, Tensor], compact: dict[str, Layout],
+              arch: Mapping[str, Any]) -> Tensor:
+        def read(name: str) -> Tensor:
+            return _padded(values, compact, name)
+
         if node.kind == "input":
             return x
         if node.kind == "output":
-            return values[node.preds[0]]
+            return read(node.preds[0])
         if node.kind == "add":
-            return _weighted_sum([values[p] for p in node.preds])
+            return _weighted_sum([read(p) for p in node.preds])
         if node.kind == "unfold":
-            return self.unfold[node.name](values[node.preds[0]], values[node.preds[1]], x)
+            return self.unfold[node.name](read(node.preds[0]), read(node.preds[1]), x)
         if node.kind == "concat":
-            return torch.cat([_pad_channels(values[p], self.space.nodes[p].channels) for p in node.preds], 1)
-        if node.input_label and isinstance(arch[node.input_label], Tensor):
-            inp = _weighted_sum([values[p] for p in node.preds], arch[node.input_label])
-        else:
-            inp = values[chosen_input(node, arch)]
+            return self._concat(node, [read(p) for p in node.preds], compact)
         op = arch[node.op_label] if node.op_label else node.ops[0]
         width = arch[node.width_label] if node.width_label else node.channels
         nm = parse_nm(arch[node.nm_label]) if node.nm_label else None
-        return self.layers[node.name](inp, op, width, nm)
+        layer = self.layers[node.name]
+        if node.input_label and isinstance(arch[node.input_label], Tensor):
+            return layer(_weighted_sum([read(p) for p in node.preds], arch[node.input_label]), op, width, nm)
+        source = chosen_input(node, arch)
+        if source in compact and layer.reads_layouts(op) and not isinstance(width, Tensor):
+            if OPS.get(op).preserves_channels:  # ReLU, identity: the output leaves out what the input did
+                compact[node.name] = compact[source]
+            return layer(values[source], op, width, nm, compact[source])  # the zero channels never run
+        return layer(read(source), op, width, nm)
+
+    def _concat(self, node: Node, parts: list[Tensor], compact: dict[str, Layout]) -> Tensor:
+        """``parts`` side by side; where some are slim (fewer channels than their node's), the output leaves
+        their missing channels out instead of zero-padding them, and its layout goes to ``compact``."""
+        widths = [self.space.nodes[p].channels for p in node.preds]
+        if any(part.shape[1] != width for part, width in zip(parts, widths)):
+            positions: list[int] = []
+            for offset, part in zip(itertools.accumulate([0, *widths]), parts):
+                positions.extend(range(offset, offset + part.shape[1]))
+            compact[node.name] = Layout(positions, sum(widths))
+        return torch.cat(parts, 1)
 
 
 @torch.no_grad()

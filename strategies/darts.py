@@ -14,7 +14,9 @@ large late in the search as early, so Adam with no weight decay lets alpha decid
 against MSE gradients of ~1e-5 would hold every alpha at zero (bench/darts_vs_nni.py shows it).
 
 Every ``log_every`` steps: softmax(alpha) as ``arch/<label>/<candidate>``, the width scales as
-histograms, the derived architecture as text and its FLOPs/pixel; every ``val_every`` steps the
+histograms, how consistently the architecture gradients push each label (``arch_consistency/<label>``,
+:class:`nasden.relaxation.GradientConsistency`; near its noise floor 1/√steps a label has no evidence to
+decide on), the derived architecture as text and its FLOPs/pixel; every ``val_every`` steps the
 relaxed supernet's validation PSNR (it should not fall as the search goes on). At the end the
 derived architecture becomes the run's chosen one (a following ``train`` stage retrains it from
 scratch) and is written as ``derived.json`` and ``derived.png``.
@@ -34,7 +36,7 @@ from nasden.evaluation import psnr_per_image
 from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
 from nasden.registry import register_strategy
-from nasden.relaxation import ArchParameters, TaylorSaliency, describe
+from nasden.relaxation import ArchParameters, GradientConsistency, TaylorSaliency, describe
 from nasden.run import StageContext
 from nasden.schedule import cosine_lr, set_lr
 from nasden.space import Architecture
@@ -51,7 +53,9 @@ class DartsConfig:
     ``threshold``/``group``: width derivation (channels with |scale| > threshold, rounded up to a
     multiple of group); ``flops_target`` (FLOPs/pixel) replaces the threshold by the one that makes the
     derived network the widest within the target, so it lands where static networks can be compared.
-    ``val_size``: side of the centre crops the supernet is validated on. Sharper decisions (all off by
+    ``val_size``: side of the centre crops the supernet is validated on. ``arch_batch``: patches per
+    architecture step (default: the weight steps' ``batch``); more patches average out the batch-to-batch noise
+    in alpha's gradient (see :class:`nasden.relaxation.GradientConsistency`). Sharper decisions (all off by
     default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
@@ -82,6 +86,7 @@ class DartsConfig:
     beta_penalty: float = 0.0
     group: int = 8
     batch: int | None = None
+    arch_batch: int | None = None
     log_every: int = 50
     val_every: int = 250
     val_size: int = 128
@@ -110,8 +115,9 @@ class DartsConfig:
                              f"got {self.widths!r}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
-        if self.batch is not None and not 1 <= self.batch <= 100_000:
-            raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
+        for name in ("batch", "arch_batch"):
+            if getattr(self, name) is not None and not 1 <= getattr(self, name) <= 100_000:
+                raise ValueError(f"{name}: expected an integer in [1, 1e5], got {getattr(self, name)}")
         if not 8 <= self.val_size <= 4096:
             raise ValueError(f"val_size: expected 8..4096, got {self.val_size}")
 
@@ -198,7 +204,8 @@ class Darts(Strategy):
 
     Config = DartsConfig
     summary_keys = frozenset({
-        "arch", "derived", "flops_per_pixel", "params", "largest_probability", "supernet_val_psnr"})
+        "arch", "derived", "flops_per_pixel", "params", "largest_probability", "supernet_val_psnr",
+        "gradient_consistency", "consistency_noise_floor"})
     provides = frozenset({"arch"})
     space_choices = frozenset({"op", "input", "width"})
     data_parallel = True
@@ -210,12 +217,13 @@ class Darts(Strategy):
         search = Search(run.supernet, arch)
         self._entropy_weight = 0.0
         self._saliency = TaylorSaliency(arch)
+        self._consistency = GradientConsistency(arch)
         arch_optimizer = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
         record = Record()
         loop = Optimisation(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=run.supernet.parameters(), log_every=cfg.log_every,
                             companions={"arch_optimizer": arch_optimizer, "record": record,
-                                        "saliency": self._saliency})
+                                        "saliency": self._saliency, "consistency": self._consistency})
         weight_half, arch_half = run.data.sampler.halves()
         val_noisy, val_clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size))
         add_choice_layout(run.writer, arch.probabilities())
@@ -223,8 +231,8 @@ class Darts(Strategy):
         # channels-last: oneDNN's and cuDNN's convolutions run a search step ~1.3x faster in it
         run.supernet.to(memory_format=torch.channels_last)
 
-        def batch(sampler: Any, step: int, stream: int) -> tuple[Tensor, Tensor]:
-            noisy, clean = sampler.batch(step, cfg.batch, stream=stream, shard=ctx.shard)
+        def batch(sampler: Any, step: int, stream: int, size: int | None = cfg.batch) -> tuple[Tensor, Tensor]:
+            noisy, clean = sampler.batch(step, size, stream=stream, shard=ctx.shard)
             return noisy.to(run.device).contiguous(memory_format=torch.channels_last), clean.to(run.device)
 
         for step in loop:
@@ -237,10 +245,12 @@ class Darts(Strategy):
                 progress = (step - cfg.warmup) / max(1, cfg.steps - 1 - cfg.warmup)
                 arch.temperature = annealed_temperature(cfg.temperature, cfg.temperature_min, progress)
                 self._entropy_weight = cfg.entropy_penalty * progress
-                arch_loss = self._architecture_gradients(search, batch(arch_half, step, ctx.seed + 1), (noisy, clean),
+                arch_batch = batch(arch_half, step, ctx.seed + 1, cfg.arch_batch or cfg.batch)
+                arch_loss = self._architecture_gradients(search, arch_batch, (noisy, clean),
                                                          xi=loop.optimizer.param_groups[0]["lr"])
                 ctx.check_loss(arch_loss, step, loop.last_saved)
                 self._saliency.update(arch, cfg.width_penalty)
+                self._consistency.update(arch)
                 arch_optimizer.step()
                 scalars["arch_loss"] = arch_loss.item()
             loss = F.mse_loss(search.weights_forward(noisy), clean)
@@ -294,6 +304,8 @@ class Darts(Strategy):
         log_choice_probabilities(writer, arch.probabilities(), step)
         for label, scales in arch.scales.items():
             writer.add_histogram(f"arch/{label}", scales.detach().cpu(), step)
+        for label, value in self._consistency.values().items():
+            writer.add_scalar(f"arch_consistency/{label}", value, step)
         derived, _ = self._derive(arch)
         writer.add_text(f"{ctx.tag}/derived", describe(ctx.run.space, derived), step)
         ctx.scalar("derived_flops_per_pixel", cost(ctx.run.space, derived).flops_per_pixel, step)
@@ -304,11 +316,13 @@ class Darts(Strategy):
         c = cost(run.space, derived)
         probabilities = arch.probabilities()
         decided = {label: max(p.values()) for label, p in probabilities.items()}
+        consistency = {"gradient_consistency": self._consistency.values(),
+                       "consistency_noise_floor": self._consistency.noise_floor()}
         result = {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
                   "kept_channels": kept, "probabilities": probabilities,
                   "unfold": {name: {"delta": step.delta.item(), "eta": step.eta.item()}
                              for name, step in run.supernet.unfold.items()},
-                  "supernet_val_psnr": record.val_psnr}
+                  "supernet_val_psnr": record.val_psnr, **consistency}
         save_json(result, ctx.dir / "derived.json")
         save_png(network_figure(run.space, derived, f"derived architecture: {c.flops_per_pixel / 1e3:.1f}k "
                                 f"FLOPs/pixel, {c.params / 1e3:.0f}k parameters"), ctx.dir / "derived.png")
@@ -317,4 +331,4 @@ class Darts(Strategy):
                 + " → ".join(f"{p:.2f}" for _, p in record.val_psnr[-4:]) + f" dB; written to {ctx.dir}")
         return {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
                 "largest_probability": decided, "supernet_val_psnr": record.val_psnr,
-                "derived": f"stages/{ctx.tag}/derived.json"}
+                **consistency, "derived": f"stages/{ctx.tag}/derived.json"}

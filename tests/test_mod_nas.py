@@ -14,7 +14,7 @@ from nasden.extract import extract
 from nasden.ops.mixed import MixedOp
 from nasden.ops.unfold import UnfoldStep
 from nasden.recipe import build_space, parse_recipe
-from nasden.relaxation import ArchParameters, TaylorSaliency
+from nasden.relaxation import ArchParameters, GradientConsistency, TaylorSaliency
 from nasden.run import create_run, execute
 from nasden.search_spaces.backbones import dncnn_graph
 from nasden.search_spaces.mod_unet import (
@@ -370,6 +370,49 @@ def test_twenty_step_search_logs_alpha_to_tensorboard(tmp_path) -> None:
     assert probs[0] != probs[-1]  # the architecture parameters move after the warm-up
     assert (run_dir / "stages/00-darts/derived.png").stat().st_size > 1000
     assert summary["arch"]["op:stem"] in ("conv3x3", "sepconv3x3", "dilconv3x3")
+    assert [e.step for e in events.Scalars("arch_consistency/op:stem")] == [5, 10, 15, 20]
+    assert summary["gradient_consistency"].keys() == summary["largest_probability"].keys()
+    assert all(0 < v <= 1 for v in summary["gradient_consistency"].values())
+    assert summary["consistency_noise_floor"] == pytest.approx(1 / math.sqrt(15))  # 20 steps, 5 of warm-up
+
+
+def test_gradient_consistency_is_one_for_steady_pushes_and_zero_for_cancelling_ones() -> None:
+    params = ArchParameters(SearchSpace(dncnn_graph(depth=4, channels=4, bn=False, ops=["conv3x3", "identity"]),
+                                        "dncnn"))
+    steady, cancelling = list(params.alphas)
+    consistency = GradientConsistency(params)
+    for sign in (1.0, -1.0, 1.0, -1.0):
+        params.alphas[steady].grad = torch.tensor([0.5, -0.5]) * (2 + sign)  # always towards candidate 1
+        params.alphas[cancelling].grad = torch.tensor([1.0, -1.0]) * sign
+        consistency.update(params)
+    values = consistency.values()
+    # steady: ‖Σg‖ = 0.5·√2·(1+3+1+3) and Σ‖g‖² = 0.5·(1+9+1+9), so ‖Σg‖/√(4Σ‖g‖²) = 8/√80
+    assert values[steady] == pytest.approx(8 / math.sqrt(80))
+    assert values[cancelling] == 0
+    assert consistency.noise_floor() == 0.5
+    restored = GradientConsistency(params)
+    restored.load_state_dict(consistency.state_dict())
+    assert restored.values() == values and restored.noise_floor() == 0.5
+
+
+def test_architecture_steps_draw_arch_batch_patches(tmp_path, monkeypatch) -> None:
+    from nasden.data import PatchSampler
+
+    sizes: dict[int, set[int]] = {}
+    original = PatchSampler.batch
+
+    def spy(self, step, batch=None, stream=0, *args, **kwargs):
+        sizes.setdefault(stream, set()).add(batch)
+        return original(self, step, batch, stream, *args, **kwargs)
+
+    monkeypatch.setattr(PatchSampler, "batch", spy)
+    recipe = _search_recipe()
+    recipe["stages"][0].update(batch=2, arch_batch=6)
+    execute(create_run(parse_recipe(recipe, "<test>"), tmp_path / "run"), quiet=True)
+    weights, architecture = sorted(sizes)  # the stage's two streams: weight steps, then architecture steps
+    assert architecture == weights + 1 and sizes[weights] == {2} and sizes[architecture] == {6}
+    with pytest.raises(ValueError, match="arch_batch"):
+        DartsConfig(arch_batch=0)
 
 
 def test_search_derives_taylor_widths_within_its_flops_target(tmp_path) -> None:

@@ -71,6 +71,22 @@ def test_cost_matches_flop_counter_and_parameters(name: str, options: dict) -> N
         assert predicted.params == sum(p.numel() for p in static.parameters())
 
 
+@pytest.mark.parametrize("name, options", _spaces())
+def test_supernet_runs_an_architecture_at_its_extracted_networks_flops(name: str, options: dict) -> None:
+    """A slim input to a concat costs the supernet nothing: the channels it lacks are left out, not zero-padded
+    and convolved (the shared-weight dynamic denoiser runs every candidate this way)."""
+    space = SPACES.get(name)(**options)
+    supernet = Supernet(space).eval()
+    x = torch.rand(1, space.in_channels, 32, 32)
+    for arch in _archs(space, 6):
+        flops = []
+        for network in (supernet, extract(supernet, arch).eval()):
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                network(x, arch) if network is supernet else network(x)
+            flops.append(counter.get_total_flops())
+        assert flops[0] == pytest.approx(flops[1], rel=0.01)
+
+
 def test_nm_cost_scales_sparse_layers() -> None:
     space = SPACES.get("toy")()
     arch = space.largest()

@@ -33,8 +33,11 @@ class DynamicOp(nn.Module):
     """An op holding its widest weights; it runs at any input/output width and extracts a static copy.
 
     Subclasses implement ``forward(x, out, nm)``, ``extract(layout, out, nm)`` and the classmethod
-    ``cost(cin, cout, **hparams)``.
+    ``cost(cin, cout, **hparams)``. One that sets ``reads_layouts`` also takes ``forward(x, out, nm, layout)``:
+    an input that carries only ``layout.positions`` of its channels (the zero ones left out).
     """
+
+    reads_layouts = False
 
     def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -10,10 +10,12 @@ from nasden.ops.nm import parse_nm
 
 
 class ReLU(DynamicOp):
+    reads_layouts = True  # per element: a compact input stays compact
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
 
-    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+    def forward(self, x: Tensor, out: int, nm: NM | None = None, layout: Layout | None = None) -> Tensor:
         return F.relu(x)
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Module:
@@ -26,13 +28,14 @@ class ReLU(DynamicOp):
 
 class Identity(DynamicOp):
     stride, extent, area = 1, 1, 1  # as a 1×1 convolution (see dense_kernel)
+    reads_layouts = True  # a compact input stays compact
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
         # the identity as a 1×1 kernel, kept with the module so it follows its device and dtype
         self.register_buffer("eye", torch.eye(cin)[:, :, None, None], persistent=False)
 
-    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
+    def forward(self, x: Tensor, out: int, nm: NM | None = None, layout: Layout | None = None) -> Tensor:
         return x
 
     def dense_kernel(self, cin: int, out: int) -> tuple[Tensor, None]:

@@ -40,6 +40,8 @@ class DynamicConv(DynamicOp):
     """k×k convolution (optionally strided or dilated) that runs at any input/output width, with an
     optional N:M mask trained through by ``nm_gradient`` (:func:`nasden.ops.nm.set_nm_gradient`)."""
 
+    reads_layouts = True
+
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
                  bias: bool = True):
         super().__init__()
@@ -64,11 +66,15 @@ class DynamicConv(DynamicOp):
             cached = self._masks[key] = (version, None if mask is None else mask.bool())
         return weight if cached[1] is None else weight * cached[1]
 
-    def forward(self, x: Tensor, out: int, nm: NM | None = None) -> Tensor:
-        cin = x.shape[1]
+    def forward(self, x: Tensor, out: int, nm: NM | None = None, layout: Layout | None = None) -> Tensor:
+        """``layout``: ``x`` carries only these channels of a ``layout.length``-channel input (the rest zeros,
+        left out; the supernet's compact concat): the weight's matching columns run."""
+        cin = x.shape[1] if layout is None else layout.length
         weight = self._masked(self.weight[:out, :cin], nm)
         if cin != self.weight.shape[1]:
             weight = weight * fan_in_scale(cin, self.weight.shape[1])
+        if layout is not None:
+            weight = weight[:, layout.positions]
         bias = None if self.bias is None else self.bias[:out]
         weight = weight.contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nasden.ops.base import NM, DynamicOp
+from nasden.ops.base import NM, DynamicOp, Layout
 from nasden.registry import OPS
 
 
@@ -81,10 +81,19 @@ class MixedOp(nn.Module):
             del self.candidates[name]
         self._plan = collapse_plan(list(self.candidates.values()))
 
-    def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None) -> Tensor:
-        """``op``: a name, or one probability per candidate; ``width``: a count, or one scale per channel."""
+    def reads_layouts(self, op: str | Tensor) -> bool:
+        """Whether the layer can run ``op`` on a compact input (``forward``'s ``layout``)."""
+        return isinstance(op, str) and self.candidates[op].reads_layouts
+
+    def forward(self, x: Tensor, op: str | Tensor, width: int | Tensor, nm: NM | None = None,
+                layout: Layout | None = None) -> Tensor:
+        """``op``: a name, or one probability per candidate; ``width``: a count, or one scale per channel;
+        ``layout``: ``x`` carries only these channels of the layer's input (where :meth:`reads_layouts`)."""
         if self.pre_relu:
             x = F.relu(x)
+        if layout is not None:
+            assert isinstance(op, str) and isinstance(width, int), "a compact input needs a discrete op and width"
+            return self.candidates[op](x, width, nm, layout)
         if isinstance(width, Tensor):
             y = self._run(x, op, width.shape[0], nm)
             return y * width.view(1, -1, 1, 1)
