@@ -92,7 +92,7 @@ class MixedOp(nn.Module):
         if self.pre_relu:
             x = F.relu(x)
         if layout is not None:
-            assert isinstance(op, str) and isinstance(width, int), "a compact input needs a discrete op and width"
+            assert isinstance(op, str) and not isinstance(width, Tensor), "a compact input needs a discrete op, width"
             return self.candidates[op](x, width, nm, layout)
         if isinstance(width, Tensor):
             y = self._run(x, op, width.shape[0], nm)
