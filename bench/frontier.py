@@ -259,6 +259,7 @@ SURE_INPUTS = {"decided": {"op": 0.5, "input": 0.7}}  # an input choice must be 
 UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
+EVIDENCE = {"evidence": 2.0}  # ops and inputs whose alpha gradients pushed under 2x the noise floor: the reference
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False,
@@ -281,7 +282,8 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
         return {"family": "MoD-NAS (DARTS)", "space": space, "run_dir": str(run_dir),
                 "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target,
                 "darts_options": options or {},
-                "inherit": inherit, "largest_probability": summaries[0]["largest_probability"]}
+                "inherit": inherit, **{key: summaries[0][key] for key in (
+                    "largest_probability", "gradient_consistency", "consistency_noise_floor", "no_evidence")}}
     return make
 
 
@@ -420,6 +422,9 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the search at 20% of the budget instead of 40%: is the search's compute share what costs it against the frontier?
     "mod_nas_growth_30k_short_search": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True,
                                                space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
+    # only the choices the search measured a steady push for stand: does it keep the skips that paid, and drop the rest?
+    "mod_nas_growth_30k_evidence": mod_nas(30e3, {**DECIDED, **UNIFORM, **EVIDENCE}, inherit=True,
+                                           space=MOD_NAS_GROWTH_SPACE),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?

@@ -189,7 +189,7 @@ class DynamicDenoiser(nn.Module):
             block = features[:, :wanted]
         else:  # the channels beyond the gate's: the same conv's next output rows, then ReLU
             conv: DynamicConv = self.network.layers[conv_name].candidates[node.ops[0]]
-            weight = conv.weight[width:wanted].contiguous(memory_format=torch.channels_last)
+            weight = conv.weight[width:wanted].to(memory_format=torch.channels_last)
             rest = F.conv2d(x, weight, None if conv.bias is None else conv.bias[width:wanted], conv.stride,
                             conv.padding, conv.dilation)
             block = torch.cat([features, F.relu(rest)], 1)

@@ -13,7 +13,7 @@ the training).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Collection
 
 import torch
 from torch import Tensor, nn
@@ -73,14 +73,15 @@ class ArchParameters(nn.Module):
 
     def derive(self, threshold: float, group: int = 8, flops_target: float | None = None,
                decided: float | dict[str, float] = 0.0, widths: str = "scales",
-               saliency: dict[str, Tensor] | None = None
+               saliency: dict[str, Tensor] | None = None, undecided: Collection[str] = ()
                ) -> tuple[Architecture, dict[str, list[int]]]:
         """The discrete architecture, and the channels each width label keeps (largest scales first).
 
         Ops and inputs: the argmax; with ``decided`` > 0, a label whose largest probability is below it keeps
         the space's reference value instead (:meth:`Choice.largest`: the first op, the previous layer as
         input), so a search too short to decide does not swap hand design for a near-random pick; a mapping
-        gives each kind its own (``{"op": 0.5, "input": 0.7}``; a kind left out: 0, the argmax).
+        gives each kind its own (``{"op": 0.5, "input": 0.7}``; a kind left out: 0, the argmax). A label in
+        ``undecided`` keeps the reference whatever its probabilities (a search that measured no evidence for it).
         Widths keep the channels whose |scale| exceeds ``threshold``; with ``flops_target`` (FLOPs per
         pixel) the threshold is instead the one, common to every width label, whose architecture is the
         widest that costs at most the target (the smallest widths if none does). ``widths="uniform"`` ignores
@@ -95,7 +96,8 @@ class ArchParameters(nn.Module):
             p = torch.softmax(alpha.detach(), 0)
             choice = choices[label]
             least = decided.get(choice.kind, 0.0) if isinstance(decided, dict) else decided
-            arch[label] = choice.values[int(p.argmax())] if p.max() >= least else choice.largest()
+            sure = p.max() >= least and label not in undecided
+            arch[label] = choice.values[int(p.argmax())] if sure else choice.largest()
         arch.update(self.fixed)
         if widths == "scales":
             magnitudes = {label: scales.detach().abs().cpu() for label, scales in self.scales.items()}
@@ -237,6 +239,12 @@ class GradientConsistency:
     def noise_floor(self) -> float:
         """What :meth:`values` reads, in expectation, for gradients that are pure noise: 1/√n."""
         return 1 / math.sqrt(max(1, self.steps))
+
+    def below(self, multiple: float) -> set[str]:
+        """The labels whose consistency is under ``multiple`` times the noise floor (every label before any step,
+        none for ``multiple`` 0)."""
+        floor = multiple * self.noise_floor()
+        return {label for label, value in self.values().items() if value < floor} if multiple > 0 else set()
 
     def state_dict(self) -> dict[str, Any]:
         return {"sums": {label: s.cpu() for label, s in self.sums.items()}, "squares": dict(self.squares),

@@ -61,7 +61,10 @@ class DartsConfig:
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
     adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
     probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
-    kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``widths``:
+    kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
+    or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
+    (:class:`nasden.relaxation.GradientConsistency`): the search measured no push for any candidate there, so its
+    argmax is noise, however far the alphas have wandered. ``widths``:
     ``scales`` (MoD-NAS: the channels with the largest |scale|), ``uniform`` (every width label the same
     fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only) or
     ``per_flop`` (|scale| relative to its layer's mean, per FLOP one channel of the layer costs, the most
@@ -79,6 +82,7 @@ class DartsConfig:
     threshold: float = 0.5
     flops_target: float | None = None
     decided: float | dict[str, float] = 0.0
+    evidence: float = 0.0
     widths: Literal["scales", "uniform", "per_flop", "taylor"] = "scales"
     temperature: float = 1.0
     temperature_min: float | None = None
@@ -102,8 +106,8 @@ class DartsConfig:
             raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
         if not 0.01 <= self.temperature <= 100 or not 0.01 <= (self.temperature_min or self.temperature) <= 100:
             raise ValueError("temperature and temperature_min: expected numbers in [0.01, 100]")
-        if not 0 <= self.entropy_penalty <= 100 or not 0 <= self.beta_penalty <= 100:
-            raise ValueError("entropy_penalty and beta_penalty: expected numbers in [0, 100]")
+        if not all(0 <= getattr(self, name) <= 100 for name in ("entropy_penalty", "beta_penalty", "evidence")):
+            raise ValueError("entropy_penalty, beta_penalty and evidence: expected numbers in [0, 100]")
         thresholds = self.decided if isinstance(self.decided, dict) else {"op": self.decided}
         if not set(thresholds) <= {"op", "input"} or not all(
                 isinstance(p, (int, float)) and 0 <= p <= 1 for p in thresholds.values()):
@@ -205,7 +209,7 @@ class Darts(Strategy):
     Config = DartsConfig
     summary_keys = frozenset({
         "arch", "derived", "flops_per_pixel", "params", "largest_probability", "supernet_val_psnr",
-        "gradient_consistency", "consistency_noise_floor"})
+        "gradient_consistency", "consistency_noise_floor", "no_evidence"})
     provides = frozenset({"arch"})
     space_choices = frozenset({"op", "input", "width"})
     data_parallel = True
@@ -297,7 +301,7 @@ class Darts(Strategy):
     def _derive(self, arch: ArchParameters) -> tuple[Architecture, dict[str, list[int]]]:
         cfg = self.config
         return arch.derive(cfg.threshold, cfg.group, cfg.flops_target, cfg.decided, cfg.widths,
-                           self._saliency.values)
+                           self._saliency.values, self._consistency.below(cfg.evidence))
 
     def _log_architecture(self, ctx: StageContext, arch: ArchParameters, step: int) -> None:
         writer = ctx.run.writer
@@ -317,7 +321,8 @@ class Darts(Strategy):
         probabilities = arch.probabilities()
         decided = {label: max(p.values()) for label, p in probabilities.items()}
         consistency = {"gradient_consistency": self._consistency.values(),
-                       "consistency_noise_floor": self._consistency.noise_floor()}
+                       "consistency_noise_floor": self._consistency.noise_floor(),
+                       "no_evidence": sorted(self._consistency.below(self.config.evidence))}
         result = {"arch": derived, "flops_per_pixel": c.flops_per_pixel, "params": c.params,
                   "kept_channels": kept, "probabilities": probabilities,
                   "unfold": {name: {"delta": step.delta.item(), "eta": step.eta.item()}

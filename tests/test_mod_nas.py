@@ -236,6 +236,10 @@ def test_derivation_rules() -> None:
     inputs_only, _ = params.derive(threshold=0.5, group=8, decided={"input": 0.6})
     assert inputs_only["input:t1_enc0_n3"] == "t1_enc0_n2"
     assert all(inputs_only[label] == arch[label] for label in params.alphas if label.startswith("op:"))
+    # a label without evidence keeps the reference however sure its softmax; the others keep their argmax
+    unproven, _ = params.derive(threshold=0.5, group=8, undecided={"op:t1_enc0_n2"})
+    assert unproven["op:t1_enc0_n2"] == reference["op:t1_enc0_n2"] == "conv3x3"
+    assert all(unproven[label] == arch[label] for label in params.alphas if label != "op:t1_enc0_n2")
 
 
 @pytest.mark.parametrize("decided", [1.5, {"op": 0.5, "widht": 0.7}, {"input": -0.1}, {"op": "high"}])
@@ -393,6 +397,20 @@ def test_gradient_consistency_is_one_for_steady_pushes_and_zero_for_cancelling_o
     restored = GradientConsistency(params)
     restored.load_state_dict(consistency.state_dict())
     assert restored.values() == values and restored.noise_floor() == 0.5
+    # 8/√80 = 0.894 is 1.79 floors: above 1.5 floors, below 2; cancelling (0) is below any positive multiple
+    assert consistency.below(1.5) == {cancelling} and consistency.below(2.0) == {steady, cancelling}
+    assert consistency.below(0) == set() and GradientConsistency(params).below(0.1) == {steady, cancelling}
+
+
+def test_search_with_evidence_derives_unproven_labels_to_the_reference(tmp_path) -> None:
+    recipe = _search_recipe()
+    recipe["stages"][0]["evidence"] = 100.0  # no label of a 15-step search is pushed 100 floors steadily
+    summary = execute(create_run(parse_recipe(recipe, "<test>"), tmp_path / "run"), quiet=True)[0]
+    reference = build_space(recipe["space"]).largest()
+    assert summary["no_evidence"] == sorted(summary["largest_probability"])
+    assert all(summary["arch"][label] == reference[label] for label in summary["no_evidence"])
+    with pytest.raises(ValueError, match="evidence"):
+        DartsConfig(evidence=-1)
 
 
 def test_architecture_steps_draw_arch_batch_patches(tmp_path, monkeypatch) -> None:

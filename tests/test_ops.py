@@ -25,6 +25,14 @@ def test_every_op_shapes_and_extraction(name: str, size: int) -> None:
     torch.testing.assert_close(static(x), y, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("cin", [1, 3])
+def test_a_convolution_runs_channels_last_whatever_its_input_width(cin: int) -> None:
+    # a one-channel image is contiguous in both layouts: the weight alone must tell PyTorch which to run
+    conv = OPS.get("conv3x3").build(cin, 16, ())
+    y = conv(torch.rand(1, cin, 8, 8).contiguous(memory_format=torch.channels_last), 8)
+    assert y.stride(1) == 1 and y.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_nm_mask_keeps_n_of_every_m_input_channels() -> None:
     w = torch.randn(6, 16, 3, 3)
     for n, m in [(1, 4), (2, 4), (3, 8)]:

@@ -1,8 +1,11 @@
 """Convolutions that keep their widest weights and slice ``weight[:out, :in]`` at forward time.
 
-The slice is made contiguous in the channels-last format before the convolution: oneDNN then runs
-it, and the activations after it, in the layout the extracted networks use (``bench/shared_weights.py``
-measures a candidate run this way against its extracted network).
+The slice is laid out channels-last before the convolution: oneDNN then runs it, and the activations
+after it, in the layout the extracted networks use (``bench/shared_weights.py`` measures a candidate run
+this way against its extracted network). ``Tensor.to(memory_format=...)``, not ``contiguous``: a weight
+reading one input channel is contiguous in both layouts, ``contiguous`` keeps its NCHW strides, and
+PyTorch then runs that convolution and its output in NCHW (at 256² a gray image's first layer took 4×
+its extracted twin's time, and the next layer paid for converting the output back).
 
 A slice reading ``in`` of ``in_max`` input channels is multiplied by ``sqrt(in_max / in)``, so a
 slimmed layer's outputs keep the scale the full layer's have (a fan-in correction). Without it,
@@ -76,7 +79,7 @@ class DynamicConv(DynamicOp):
         if layout is not None:
             weight = weight[:, layout.positions]
         bias = None if self.bias is None else self.bias[:out]
-        weight = weight.contiguous(memory_format=torch.channels_last)
+        weight = weight.to(memory_format=torch.channels_last)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation)
 
     @property

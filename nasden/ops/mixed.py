@@ -57,7 +57,7 @@ def collapsed_conv(x: Tensor, weights: list[Tensor], ops: list[DynamicOp], out: 
         if b is not None:
             bias = weight * b if bias is None else bias + weight * b
     assert total is not None
-    total = total.contiguous(memory_format=torch.channels_last)  # as DynamicConv does
+    total = total.to(memory_format=torch.channels_last)  # as DynamicConv does
     return F.conv2d(x, total, bias, ops[0].stride, (size - 1) // 2)
 
 
