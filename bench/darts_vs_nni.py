@@ -83,8 +83,8 @@ def _nasden_search(args: argparse.Namespace, out: Any) -> None:
     stage = {"strategy": "darts", "steps": args.steps, "warmup": args.warmup, "log_every": args.steps,
              "val_every": max(1, args.steps // 4), "checkpoint_every": args.steps, "val_size": 128,
              **json.loads(args.darts)}
-    recipe = parse_recipe({"name": "darts-bench", "seed": 0, "device": "cpu", "data": _data(args), "space": SPACE,
-                           "stages": [stage]}, "<bench>")
+    recipe = parse_recipe({"name": "darts-bench", "seed": args.seed, "device": "cpu", "data": _data(args),
+                           "space": SPACE, "stages": [stage]}, "<bench>")
     run = RunContext(recipe, create_run(recipe, Path(tempfile.mkdtemp()) / "run"), quiet=True)
     run.data.sampler, run.data.val  # load the images before measuring
     with PeakMemory() as memory:
@@ -164,7 +164,7 @@ def _nni_search(args: argparse.Namespace, loss_scale: float, out: Any) -> None:
         def on_train_end(self, trainer: Any, module: Any) -> None:
             self.seconds = time.perf_counter() - self.start
 
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     wn, wc, an, ac = _nni_batches(args)
     clock = Clock()
     trainer = Trainer(max_epochs=1, enable_progress_bar=False, logger=False, enable_checkpointing=False,
@@ -204,7 +204,7 @@ def _retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse
 
     space = build_space(space_options)
     data = RunData(convert(DataConfig, _data(args), "data"), 1, 0)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = extract(Supernet(space), arch).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
@@ -252,11 +252,13 @@ def main() -> None:
     parser.add_argument("--darts", default="{}", help="further options of nasden's darts stage, as JSON")
     parser.add_argument("--no-nni", action="store_true", help="nasden's search only")
     parser.add_argument("--name", default="darts_vs_nni", help="results file name (default darts_vs_nni)")
+    parser.add_argument("--seed", type=int, default=0, help="the searches' seeds and the retrained networks' "
+                        "initialisation (the training patches and the held-out noise stay those of seed 0)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, Any] = {"setup": {"space": SPACE, "data": _data(args), "steps": args.steps,
                                          "nasden_warmup": args.warmup, "retrain_steps": args.retrain,
-                                         "nasden_darts_options": json.loads(args.darts)}}
+                                         "nasden_darts_options": json.loads(args.darts), "seed": args.seed}}
     print("nasden DARTS ...", flush=True)
     results["nasden"] = _in_process(_nasden_search, args)
     try:

@@ -425,6 +425,10 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # only the choices the search measured a steady push for stand: does it keep the skips that paid, and drop the rest?
     "mod_nas_growth_30k_evidence": mod_nas(30e3, {**DECIDED, **UNIFORM, **EVIDENCE}, inherit=True,
                                            space=MOD_NAS_GROWTH_SPACE),
+    # evidence instead of a probability: its op choices are pushed 2-4x above the noise floor, their softmaxes still
+    # under 0.32 after 112 steps (mod_nas_growth_30k_evidence); does the argmax of a steady push pay?
+    "mod_nas_growth_30k_evidence_only": mod_nas(30e3, {**UNIFORM, **EVIDENCE}, inherit=True,
+                                                space=MOD_NAS_GROWTH_SPACE),
     "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?

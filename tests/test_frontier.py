@@ -41,6 +41,16 @@ def test_a_two_layer_training_step_counts_forward_and_both_gradients() -> None:
     assert counter.flops == 2 * first + 3 * second
 
 
+@pytest.mark.parametrize("groups", [1, 2, 8])
+def test_a_grouped_convolution_counts_its_weight_gradient_per_group(groups: int) -> None:
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=groups, bias=False)
+    x = torch.rand(2, 8, 8, 8, requires_grad=True)
+    with ComputeCounter() as counter:
+        conv(x).sum().backward()
+    forward = conv_flops(8, 8, 128) // groups
+    assert counter.flops == 3 * forward  # forward, input gradient and weight gradient alike
+
+
 def test_one_sandwich_step_counts_every_sub_network_it_runs() -> None:
     space = SPACES.get("slimmable")(depth=3, channels=16, group=8, min_ratio=0.5, attention=False)
     supernet = Supernet(space)
