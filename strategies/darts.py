@@ -64,7 +64,9 @@ class DartsConfig:
     kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
     or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
     (:class:`nasden.relaxation.GradientConsistency`): the search measured no push for any candidate there, so its
-    argmax is noise, however far the alphas have wandered. ``widths``:
+    argmax is noise, however far the alphas have wandered. It is blind to scale (a steady push however small passes),
+    so it belongs beside ``decided``, not instead of it (bench/frontier.py, ``mod_nas_growth_30k_evidence*``).
+    ``widths``:
     ``scales`` (MoD-NAS: the channels with the largest |scale|), ``uniform`` (every width label the same
     fraction of its channels, the largest within ``flops_target``: the search decides ops and inputs only) or
     ``per_flop`` (|scale| relative to its layer's mean, per FLOP one channel of the layer costs, the most
