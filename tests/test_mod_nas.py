@@ -404,7 +404,7 @@ def test_gradient_consistency_is_one_for_steady_pushes_and_zero_for_cancelling_o
 
 def test_search_with_evidence_derives_unproven_labels_to_the_reference(tmp_path) -> None:
     recipe = _search_recipe()
-    recipe["stages"][0]["evidence"] = 100.0  # no label of a 15-step search is pushed 100 floors steadily
+    recipe["stages"][0]["evidence"] = 100.0  # 100 floors of a 15-step search (100/√15) exceed any consistency (≤ 1)
     summary = execute(create_run(parse_recipe(recipe, "<test>"), tmp_path / "run"), quiet=True)[0]
     reference = build_space(recipe["space"]).largest()
     assert summary["no_evidence"] == sorted(summary["largest_probability"])
