@@ -12,39 +12,38 @@ entry's stages up to that one, differing only in its steps, give its FLOPs per s
 whole recipe the rest's fixed FLOPs, and the budget left is shared out. Test scoring is not counted. Wall
 time is recorded beside.
 
-Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at
-four sizes, the doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at four, and with two,
-three and four down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``),
-MoD-NAS's doubling space with plain choices (``static_unet_growth_8``) at one;
-MoD-NAS (DARTS 40% of the budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel
-instead of by the width threshold; ``_sharp`` also anneals the softmax temperature and adds the late
-entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain reference,
-``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
+Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at four sizes, the
+doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at four, and with two, three and four
+down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``), MoD-NAS's doubling
+space with plain choices (``static_unet_growth_8``) at one; MoD-NAS (DARTS 40% of the budget, retrain 60%;
+``mod_nas_45k`` derives to 45k FLOPs/pixel instead of by the width threshold; ``_sharp`` also anneals the softmax
+temperature and adds the late entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain
+reference, ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
 search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP (``PER_FLOP``);
 ``_taylor`` those whose removal costs the most loss per FLOP, a Taylor estimate from the search's gradients
-(``TAYLOR``);
-``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the space
-with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
-``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search`` searches
-with 20% of the budget instead of 40%;
-``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are diagnostics: the derived architecture
-retrained with the whole budget, its search not counted); random search in the MoD-NAS space (K architectures
-within ±15% of the DARTS-derived FLOPs, each screened with 10% of the budget, K the number DARTS's measured search
-compute pays for, the best on validation retrained with 60%); DDS-Net (sandwich, slimming, gate at half the
-FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
-ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over
-the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and
-``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half,
-as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width
-instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three,
-``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
+(``TAYLOR``); ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the
+space with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
+``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search`` searches with 20%
+of the budget instead of 40%; ``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are diagnostics: the
+derived architecture retrained with the whole budget, its search not counted); random search in the MoD-NAS space (K
+architectures within ±15% of the DARTS-derived FLOPs, K the number of 10% screens DARTS's measured search compute pays
+for, which they share equally, the best on validation retrained from scratch with 60%), and (``random_search_growth``)
+in the doubling space against ``mod_nas_growth_30k_short_search`` (K = 2, retrained with 80%); ``random_arch_growth_0``
+and ``_1``, a diagnostic: the two random architectures of that search, each trained alone with the whole budget; DDS-Net
+(sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front point nearest half the
+largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN
+backbone, and (``_unet``) over the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels;
+``_largest_alone`` and ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget,
+``_half`` with half, as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half
+width instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3``
+three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
 two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
-4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4
-to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front
-(``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` /
-``_synergy``: the distillation ablation at three per step, teachers over the second half; ``_small_classifier``:
-ClassPruning's classifier at 16 channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler,
-its random search at equal compute; BM3D (no training; ``pip install -e .[bench]``).
+4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4 to 8
+channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front (``NSGA2``) for its
+gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` / ``_synergy``: the distillation
+ablation at three per step, teachers over the second half; ``_small_classifier``: ClassPruning's classifier at 16
+channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler, its random search at equal compute;
+BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -260,6 +259,7 @@ UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, 
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
 EVIDENCE = {"evidence": 2.0}  # ops and inputs whose alpha gradients pushed under 2x the noise floor: the reference
+SHORT_SEARCH = "mod_nas_growth_30k_short_search"  # the best searched entry (σ 25, budget 1)
 
 
 def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = None, inherit: bool = False,
@@ -287,14 +287,20 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
     return make
 
 
+def _required(entry: Entry, method: str) -> dict[str, Any]:
+    """The stored result of ``method`` at the entry's setting, budget and seed, which the entry builds on."""
+    stored = STORE.load(entry_key(entry.setting, entry.budget, method, entry.seed))
+    if stored is None:
+        raise SystemExit(f"{entry.name} needs the {method} entry of {entry.setting} budget {entry.budget:g} first")
+    return stored
+
+
 def searched_arch_alone(method: str) -> Callable[[Entry], dict[str, Any]]:
     """Diagnostic, not an equal-compute entry: the architecture ``method``'s entry derived, retrained from scratch
     with the whole budget (its search not counted). Above the static frontier: the search finds better
     architectures and what it costs is the problem; below: the architectures themselves are worse."""
     def make(entry: Entry) -> dict[str, Any]:
-        stored = STORE.load(entry_key(entry.setting, entry.budget, method, entry.seed))
-        if stored is None:
-            raise SystemExit(f"{entry.name} needs the {method} entry of {entry.setting} budget {entry.budget:g} first")
+        stored = _required(entry, method)
         train = {"strategy": "train", "arch": stored["spec"]["arch"], "lr": 1e-3, "loss": "mse"}
         run_dir, _ = entry.run(stored["space"], [train], {0: 1.0})
         return {"family": "diagnostic: searched architecture, search not counted", "space": stored["space"],
@@ -315,32 +321,57 @@ def trained_alone(space: dict[str, Any], share: float = 1.0) -> Callable[[Entry]
     return make
 
 
-def random_search(entry: Entry) -> dict[str, Any]:
-    """Random architectures near the DARTS-derived FLOPs, screened, the best retrained (as MoD-NAS is)."""
-    method = STORE.load(entry_key(entry.setting, entry.budget, "mod_nas", entry.seed))
-    if method is None:
-        raise SystemExit(f"random_search needs the mod_nas entry of {entry.setting} budget {entry.budget:g} first")
-    space = build_space(MOD_NAS_SPACE)
-    target = cost(space, method["spec"]["arch"]).flops_per_pixel
-    screen = 0.1 * entry.budget * BUDGET
-    k = equal_compute_k(method["search_flops"], screen)
+def random_architectures(space_config: dict[str, Any], target: float, k: int) -> list[Architecture]:
+    """The first ``k`` architectures of seeded random draws from the space within ±15% of ``target`` FLOPs/pixel."""
+    space = build_space(space_config)
     rng = random.Random(0)
     archs: list[Architecture] = []
     for _ in range(100_000):
-        if len(archs) == k:
-            break
         arch = space.sample(rng)
         if abs(cost(space, arch).flops_per_pixel / target - 1) <= 0.15:
             archs.append(arch)
-    screened = []
-    for arch in archs:
-        _, summaries = entry.run(MOD_NAS_SPACE, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}],
-                                 {0: 0.1})
-        screened.append((summaries[0]["val_psnr"], arch))
-    best = max(screened, key=lambda s: s[0])[1]
-    run_dir, _ = entry.run(MOD_NAS_SPACE, [{"strategy": "train", "arch": best, "lr": 1e-3, "loss": "mse"}], {0: 0.6})
-    return {"family": "random search (MoD-NAS space)", "space": MOD_NAS_SPACE, "run_dir": str(run_dir), "k": k,
-            "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
+            if len(archs) == k:
+                return archs
+    raise SystemExit(f"found {len(archs)} of {k} random architectures within 15% of {target:.0f} FLOPs/pixel")
+
+
+def _target(space_config: dict[str, Any], method: dict[str, Any]) -> float:
+    """The FLOPs/pixel of the architecture ``method``'s stored result derived."""
+    return cost(build_space(space_config), method["spec"]["arch"]).flops_per_pixel
+
+
+def random_search(method: str, space: dict[str, Any], family: str) -> Callable[[Entry], dict[str, Any]]:
+    """``method``'s equal-compute rival: random architectures of ``space`` near its derived FLOPs, as many screened
+    (about 10% of the budget each) as its measured search compute pays for, in equal parts of it, the best on
+    validation retrained from scratch with the share ``method`` retrained with."""
+    def make(entry: Entry) -> dict[str, Any]:
+        searched = _required(entry, method)
+        target = _target(space, searched)
+        k = equal_compute_k(searched["search_flops"], 0.1 * entry.budget * BUDGET)
+        screened = []
+        for arch in random_architectures(space, target, k):
+            train = {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
+            _, summaries = entry.run(space, [train], {0: searched["search_flops"] / k / (entry.budget * BUDGET)})
+            screened.append((summaries[0]["val_psnr"], arch))
+        best = max(screened, key=lambda s: s[0])[1]
+        train = {"strategy": "train", "arch": best, "lr": 1e-3, "loss": "mse"}
+        run_dir, _ = entry.run(space, [train], {0: 1 - searched["search_share"]})
+        return {"family": family, "space": space, "run_dir": str(run_dir), "k": k, "rival_of": method,
+                "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
+    return make
+
+
+def random_arch_alone(method: str, space: dict[str, Any], index: int) -> Callable[[Entry], dict[str, Any]]:
+    """Diagnostic: the ``index``-th of the random architectures random search draws near ``method``'s derived FLOPs
+    (the first K are the ones it screens), trained alone with the whole budget. Beside ``searched_arch_alone``: how
+    far apart the space's architectures land at equal FLOPs and compute, so whether there is a better one to find."""
+    def make(entry: Entry) -> dict[str, Any]:
+        target = _target(space, _required(entry, method))
+        arch = random_architectures(space, target, index + 1)[index]
+        run_dir, _ = entry.run(space, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}], {0: 1.0})
+        return {"family": "diagnostic: random architecture, whole budget", "space": space, "run_dir": str(run_dir),
+                "near": method, "index": index}
+    return make
 
 
 SLIMMING = {"strategy": "progressive_slimming", "val_images": 3, "val_size": 96}
@@ -429,7 +460,12 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # under 0.32 after 112 steps (mod_nas_growth_30k_evidence); does the argmax of a steady push pay?
     "mod_nas_growth_30k_evidence_only": mod_nas(30e3, {**UNIFORM, **EVIDENCE}, inherit=True,
                                                 space=MOD_NAS_GROWTH_SPACE),
-    "random_search": random_search, "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
+    "random_search": random_search("mod_nas", MOD_NAS_SPACE, "random search (MoD-NAS space)"),
+    # the best searched entry's rival: random search in the doubling space at its FLOPs and search compute
+    "random_search_growth": random_search(SHORT_SEARCH, MOD_NAS_GROWTH_SPACE, "random search (doubling space)"),
+    # how far apart do architectures of that space land at that FLOPs, each given the whole budget?
+    **{f"random_arch_growth_{i}": random_arch_alone(SHORT_SEARCH, MOD_NAS_GROWTH_SPACE, i) for i in range(2)},
+    "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
     "dds_unet_min_half": dds(SLIMMABLE_UNET_HALF_SPACE),
@@ -550,7 +586,8 @@ def headline(result: dict[str, Any]) -> float:
     return bsd68_mean(result["psnr"], result["setting"])
 
 
-RANDOM_SEARCH_OF = {"mod_nas": "random_search", "evolution": "evolution_random"}  # method: its equal-compute rival
+RANDOM_SEARCH_OF = {"mod_nas": "random_search", SHORT_SEARCH: "random_search_growth",
+                    "evolution": "evolution_random"}  # method: its equal-compute rival
 
 
 def report() -> None:

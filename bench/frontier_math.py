@@ -49,11 +49,12 @@ def gap_to_frontier(line: Sequence[Point], point: Point) -> float | None:
 
 
 def equal_compute_k(method_search_flops: float, screen_flops: float) -> int:
-    """How many architectures random search can screen with the compute the method spent searching
-    (each screened with ``screen_flops``); at least 1."""
+    """How many architectures random search screens with the compute the method spent searching, about
+    ``screen_flops`` each: the nearest whole number, at least 1 (each is then screened with an equal part of the
+    method's search compute, so that the two spend the same)."""
     if screen_flops <= 0:
         raise ValueError(f"screen_flops: expected > 0, got {screen_flops}")
-    return max(1, int(method_search_flops // screen_flops))
+    return max(1, round(method_search_flops / screen_flops))
 
 
 def probe_span(span: int, period: int = 1) -> int:
