@@ -346,6 +346,8 @@ def random_search(method: str, space: dict[str, Any], family: str) -> Callable[[
     validation retrained from scratch with the share ``method`` retrained with."""
     def make(entry: Entry) -> dict[str, Any]:
         searched = _required(entry, method)
+        if "search_share" not in searched:
+            raise SystemExit(f"the stored {method} entry predates its search_share: rerun it (--force) first")
         target = _target(space, searched)
         k = equal_compute_k(searched["search_flops"], 0.1 * entry.budget * BUDGET)
         screened = []
