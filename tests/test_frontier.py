@@ -68,7 +68,7 @@ def test_one_sandwich_step_counts_every_sub_network_it_runs() -> None:
 
 def test_equal_compute_k() -> None:
     assert equal_compute_k(4e12, 1e12) == 4
-    assert equal_compute_k(3.9e12, 1e12) == 4  # a search that spent 0.2% under its share still pays for 4
+    assert equal_compute_k(3.9e12, 1e12) == 4  # a search 2.5% under four screens still pays for four
     assert equal_compute_k(3.4e12, 1e12) == 3
     assert equal_compute_k(1e11, 1e12) == 1  # never fewer than one architecture
     with pytest.raises(ValueError):
