@@ -29,21 +29,21 @@ derived architecture retrained with the whole budget, its search not counted); r
 architectures within ±15% of the DARTS-derived FLOPs, K the number of 10% screens DARTS's measured search compute pays
 for, which they share equally, the best on validation retrained from scratch with 60%), and (``random_search_growth``)
 in the doubling space against ``mod_nas_growth_30k_short_search`` (K = 2, retrained with 80%); ``random_arch_growth_0``
-and ``_1``, a diagnostic: the two random architectures of that search, each trained alone with the whole budget; DDS-Net
-(sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front point nearest half the
-largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN
-backbone, and (``_unet``) over the U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels;
-``_largest_alone`` and ``_dense_alone``, ablations: their largest sub-network trained alone with the whole budget,
-``_half`` with half, as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half
-width instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the smallest, ``_n3``
-three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain``
-two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every
-4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4 to 8
-channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front (``NSGA2``) for its
-gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` / ``_synergy``: the distillation
-ablation at three per step, teachers over the second half; ``_small_classifier``: ClassPruning's classifier at 16
-channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler, its random search at equal compute;
-BM3D (no training; ``pip install -e .[bench]``).
+to ``_2``, a diagnostic: that search's first three random architectures (it screens the first two), each trained alone
+with the whole budget; DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain
+the front point nearest half the largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint); DDS-Net
+and ClassPruning over the DnCNN backbone, and (``_unet``) over the U-Net backbone (``dds_unet_gain``: its gate trained
+on ``gain`` labels; ``_largest_alone`` and ``_dense_alone``, ablations: their largest sub-network trained alone with the
+whole budget, ``_half`` with half, as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest
+sub-network at half width instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the
+smallest, ``_n3`` three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter,
+``_n2_min_half_gain`` two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16``
+the largest on every 4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the
+doubling U-Net 8 (4 to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front
+(``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` / ``_synergy``:
+the distillation ablation at three per step, teachers over the second half; ``_small_classifier``: ClassPruning's
+classifier at 16 channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler, its random search at
+equal compute; BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -466,7 +466,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the best searched entry's rival: random search in the doubling space at its FLOPs and search compute
     "random_search_growth": random_search(SHORT_SEARCH, MOD_NAS_GROWTH_SPACE, "random search (doubling space)"),
     # how far apart do architectures of that space land at that FLOPs, each given the whole budget?
-    **{f"random_arch_growth_{i}": random_arch_alone(SHORT_SEARCH, MOD_NAS_GROWTH_SPACE, i) for i in range(2)},
+    **{f"random_arch_growth_{i}": random_arch_alone(SHORT_SEARCH, MOD_NAS_GROWTH_SPACE, i) for i in range(3)},
     "dds": dds(SLIMMABLE_SPACE), "dds_unet": dds(SLIMMABLE_UNET_SPACE),
     "dds_unet_gain": dds(SLIMMABLE_UNET_SPACE, "gain"),
     # the narrowest sub-network at half width instead of a fifth: does the largest lose less to sharing?
