@@ -242,12 +242,17 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
 
 
 # -- entries ---------------------------------------------------------------------------------------
+def train_stage(arch: Any) -> dict[str, Any]:
+    """The training stage every entry retrains with: ``arch`` (an architecture or ``largest``), Adam 1e-3, MSE."""
+    return {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
+
+
 def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
     def make(entry: Entry) -> dict[str, Any]:
         base, option, _ = STATIC[family]
         space = {**base, option: size}
         arch = plain_arch(space)
-        run_dir, _ = entry.run(space, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}], {0: 1.0})
+        run_dir, _ = entry.run(space, [train_stage(arch)], {0: 1.0})
         return {"family": f"static {family}", "space": space, "run_dir": str(run_dir)}
     return make
 
@@ -270,15 +275,14 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
     def make(entry: Entry) -> dict[str, Any]:
         search = {"strategy": "darts", "warmup_share": 0.25, "lr": 1e-3, "arch_lr": 1e-2, "val_size": 96,
                   "flops_target": flops_target, **(options or {})}
-        train = {"strategy": "train", "lr": 1e-3, "loss": "mse"}
         if inherit:
-            run_dir, summaries = entry.run(space, [search, {**train, "init": "supernet"}],
+            run_dir, summaries = entry.run(space, [search, {**train_stage("auto"), "init": "supernet"}],
                                            {0: search_share, 1: 1 - search_share}, derived_flops=flops_target)
             search_flops = entry.plan[-1]["steps"][0] * entry.plan[-1]["flops_per_step"][0]
         else:
             run_dir, summaries = entry.run(space, [search], {0: search_share})
             search_flops = entry.flops
-            run_dir, _ = entry.run(space, [{**train, "arch": summaries[0]["arch"]}], {0: 1 - search_share})
+            run_dir, _ = entry.run(space, [train_stage(summaries[0]["arch"])], {0: 1 - search_share})
         return {"family": "MoD-NAS (DARTS)", "space": space, "run_dir": str(run_dir),
                 "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target,
                 "darts_options": options or {},
@@ -301,8 +305,7 @@ def searched_arch_alone(method: str) -> Callable[[Entry], dict[str, Any]]:
     architectures and what it costs is the problem; below: the architectures themselves are worse."""
     def make(entry: Entry) -> dict[str, Any]:
         stored = _required(entry, method)
-        train = {"strategy": "train", "arch": stored["spec"]["arch"], "lr": 1e-3, "loss": "mse"}
-        run_dir, _ = entry.run(stored["space"], [train], {0: 1.0})
+        run_dir, _ = entry.run(stored["space"], [train_stage(stored["spec"]["arch"])], {0: 1.0})
         return {"family": "diagnostic: searched architecture, search not counted", "space": stored["space"],
                 "run_dir": str(run_dir), "architecture_of": method}
     return make
@@ -314,17 +317,17 @@ def trained_alone(space: dict[str, Any], share: float = 1.0) -> Callable[[Entry]
     it routes to that sub-network: what sharing the training among sub-networks costs; with the share that gives
     it as many updates as the dynamic entry's training did, how much of that is fewer updates."""
     def make(entry: Entry) -> dict[str, Any]:
-        train = {"strategy": "train", "arch": "largest", "lr": 1e-3, "loss": "mse"}
-        run_dir, _ = entry.run(space, [train], {0: share})
+        run_dir, _ = entry.run(space, [train_stage("largest")], {0: share})
         return {"family": "ablation: largest sub-network trained alone", "space": space, "run_dir": str(run_dir),
                 "budget_share": share}
     return make
 
 
-def random_architectures(space_config: dict[str, Any], target: float, k: int) -> list[Architecture]:
-    """The first ``k`` architectures of seeded random draws from the space within ±15% of ``target`` FLOPs/pixel."""
+def random_architectures(space_config: dict[str, Any], target: float, k: int, seed: int = 0) -> list[Architecture]:
+    """The first ``k`` architectures of random draws (seeded by ``seed``) from the space within ±15% of ``target``
+    FLOPs/pixel."""
     space = build_space(space_config)
-    rng = random.Random(0)
+    rng = random.Random(seed)
     archs: list[Architecture] = []
     for _ in range(100_000):
         arch = space.sample(rng)
@@ -351,13 +354,12 @@ def random_search(method: str, space: dict[str, Any], family: str) -> Callable[[
         target = _target(space, searched)
         k = equal_compute_k(searched["search_flops"], 0.1 * entry.budget * BUDGET)
         screened = []
-        for arch in random_architectures(space, target, k):
-            train = {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
-            _, summaries = entry.run(space, [train], {0: searched["search_flops"] / k / (entry.budget * BUDGET)})
+        for arch in random_architectures(space, target, k, entry.seed):
+            share = searched["search_flops"] / k / (entry.budget * BUDGET)
+            _, summaries = entry.run(space, [train_stage(arch)], {0: share})
             screened.append((summaries[0]["val_psnr"], arch))
         best = max(screened, key=lambda s: s[0])[1]
-        train = {"strategy": "train", "arch": best, "lr": 1e-3, "loss": "mse"}
-        run_dir, _ = entry.run(space, [train], {0: 1 - searched["search_share"]})
+        run_dir, _ = entry.run(space, [train_stage(best)], {0: 1 - searched["search_share"]})
         return {"family": family, "space": space, "run_dir": str(run_dir), "k": k, "rival_of": method,
                 "target_flops_per_pixel": target, "screened_val_psnr": [s[0] for s in screened]}
     return make
@@ -369,8 +371,8 @@ def random_arch_alone(method: str, space: dict[str, Any], index: int) -> Callabl
     far apart the space's architectures land at equal FLOPs and compute, so whether there is a better one to find."""
     def make(entry: Entry) -> dict[str, Any]:
         target = _target(space, _required(entry, method))
-        arch = random_architectures(space, target, index + 1)[index]
-        run_dir, _ = entry.run(space, [{"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}], {0: 1.0})
+        arch = random_architectures(space, target, index + 1, entry.seed)[index]
+        run_dir, _ = entry.run(space, [train_stage(arch)], {0: 1.0})
         return {"family": "diagnostic: random architecture, whole budget", "space": space, "run_dir": str(run_dir),
                 "near": method, "index": index}
     return make
@@ -411,8 +413,7 @@ def evolution(sampler: str = "nsga2") -> Callable[[Entry], dict[str, Any]]:
         space = build_space(SLIMMABLE_SPACE)
         largest = cost(space, space.largest()).flops_per_pixel
         chosen = min(front, key=lambda e: abs(e["flops_per_pixel"] - largest / 2))
-        run_dir, _ = entry.run(SLIMMABLE_SPACE, [{"strategy": "train", "arch": chosen["arch"], "lr": 1e-3,
-                                                  "loss": "mse"}], {0: 0.5})
+        run_dir, _ = entry.run(SLIMMABLE_SPACE, [train_stage(chosen["arch"])], {0: 0.5})
         family = "evolution (NSGA-II, retrained)" if sampler == "nsga2" else "random search (slimmable space)"
         return {"family": family, "space": SLIMMABLE_SPACE, "run_dir": str(run_dir), "sampler": sampler}
     return make
