@@ -14,9 +14,13 @@ named) on the same 63 clean ``polyu:train`` images:
 and scored on the 31 held-out ``polyu:test`` pairs (scenes none of them saw) against the noisy
 input. ``recipe`` runs ``recipes/real_noise.yaml`` itself (DARTS search, retrain, evaluate) and records
 its figures and wall time. ``statistics`` compares the camera model's noise with the real noise on the
-training images (PSNR, correlation between neighbouring pixels and between red and green).
+training images (PSNR, correlation between neighbouring pixels and between red and green). ``routing`` asks
+whether real noise gives a router something to exploit (#17): the plain U-Net at 8 and 16 channels, each trained
+the same steps on real pairs, scored per test image; how much the larger gains per image (mean, spread, and its
+correlation with the noisy input's PSNR, which a gate could see), and an oracle that sends to the larger the
+images that gain most, at the FLOPs halfway between, against the line through the two static networks.
 
-    python bench/real_noise.py [statistics] [real awgn camera ...] [recipe] [--steps 3000]   # entries: TRAINED
+    python bench/real_noise.py [statistics] [real awgn camera ...] [recipe] [routing] [--steps 3000]   # TRAINED
 
 Each entry is written to ``bench/results/real_noise/<entry>.json`` as it finishes; ``report`` (run last,
 or as the last entry) gathers ``bench/results/real_noise.{json,md}``. Needs ``polyu`` (``nasden data get
@@ -32,11 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from frontier_math import EntryStore
+from frontier import plain_arch
+from frontier_math import EntryStore, frontier_psnr
 from plain_training import train_plain
+from routing_oracle import oracle_choices
 
+from nasden.cost import cost
 from nasden.data import load_set
 from nasden.evaluation import markdown_table
+from nasden.final import load as load_final
+from nasden.inference import denoise
 from nasden.metrics import psnr
 from nasden.noise import NoiseConfig, add_noise
 from nasden.recipe import load_recipe
@@ -81,6 +90,39 @@ def recipe_entry() -> dict[str, Any]:
             "derived": summaries[0]["arch"], "seconds": round(seconds, 1)}
 
 
+def routing_potential(steps: int) -> dict[str, Any]:
+    """Per ``polyu:test`` image, the plain U-Net's PSNR at 8 and 16 channels (real pairs, lr 3e-4, ``steps`` each),
+    the larger's gain, and the image oracle halfway between their FLOPs against the line through them."""
+    base = dict(load_recipe(RECIPE).space)
+    data = {"train": "polyu:train", "val": "polyu:val", "pairs": "real", "val_crop": 256}
+    test = load_set("polyu:test", 3)
+    psnrs, flops, seconds = [], [], 0.0
+    for channels in (8, 16):
+        with tempfile.TemporaryDirectory() as folder:
+            run_dir, _, spent = train_plain(Path(folder), f"routing_{channels}", {**base, "channels": channels}, data,
+                                            steps, ["polyu:test"], 3e-4)
+            space, _, model = load_final(run_dir)
+        with torch.no_grad():
+            psnrs.append([psnr(denoise(model, noisy, space.resolution_multiple).image, clean)
+                          for noisy, clean in zip(test.noisy, test.clean)])
+        flops.append(cost(space, plain_arch({**base, "channels": channels})).flops_per_pixel)
+        seconds += spent
+    gains = [large - small for small, large in zip(*psnrs)]
+    inputs = [psnr(noisy, clean) for noisy, clean in zip(test.noisy, test.clean)]
+    halfway = (flops[0] + flops[1]) / 2
+    choice = oracle_choices(torch.tensor(psnrs, dtype=torch.float64).T, flops, halfway, torch.ones(len(gains)))
+    oracle = (stats.mean(flops[e] for e in choice.tolist()),
+              stats.mean(psnrs[e][i] for i, e in enumerate(choice.tolist())))
+    line = frontier_psnr([(flops[0], stats.mean(psnrs[0])), (flops[1], stats.mean(psnrs[1]))], oracle[0])
+    return {**provenance(), "entry": "routing", "steps": steps, "flops_per_pixel": flops,
+            "psnr": [round(stats.mean(p), 3) for p in psnrs], "per_image": {
+                "names": test.names, "input_psnr": inputs, "psnr_8": psnrs[0], "psnr_16": psnrs[1]},
+            "gain": {"mean": stats.mean(gains), "sd": stats.stdev(gains), "min": min(gains), "max": max(gains),
+                     "correlation_with_input_psnr": stats.correlation(gains, inputs)},
+            "oracle": {"flops_per_pixel": oracle[0], "psnr": oracle[1], "line": line, "vs_line": oracle[1] - line},
+            "seconds": round(seconds, 1)}
+
+
 def correlations(residual: torch.Tensor) -> dict[str, float]:
     """Of a noise residual ``[N, 3, H, W]``: between horizontal neighbours, and between red and green."""
     def corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -111,13 +153,25 @@ def report() -> None:
     if noise:
         body += (f"\n\nNoise statistics on polyu:train (camera model {noise['camera']}):\n\n"
                  + markdown_table(noise["rows"]))
-    print(write_report("real_noise", {"rows": rows, "statistics": noise}, "Real camera noise (PolyU)", body))
+    routing = STORE.load("routing")
+    if routing:
+        gain, oracle = routing["gain"], routing["oracle"]
+        body += (f"\n\nDoes real noise give a router something to exploit? The plain U-Net at 8 and 16 channels "
+                 f"({routing['flops_per_pixel'][0]:.0f} and {routing['flops_per_pixel'][1]:.0f} FLOPs/pixel), "
+                 f"each trained {routing['steps']} steps on real pairs (lr 3e-4), score {routing['psnr'][0]} and "
+                 f"{routing['psnr'][1]} dB on polyu:test. The larger gains {gain['mean']:.3f} dB per image on "
+                 f"average (sd {gain['sd']:.3f}, {gain['min']:.3f} to {gain['max']:.3f}; correlation with the noisy "
+                 f"input's PSNR {gain['correlation_with_input_psnr']:.2f}). An oracle sending the images that gain "
+                 f"most to the larger, at {oracle['flops_per_pixel']:.0f} FLOPs/pixel: {oracle['psnr']:.3f} dB, "
+                 f"{oracle['vs_line']:+.3f} against the line through the two networks ({oracle['line']:.3f}).")
+    print(write_report("real_noise", {"rows": rows, "statistics": noise, "routing": routing},
+                       "Real camera noise (PolyU)", body))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("entries", nargs="*", default=["statistics", *TRAINED, "recipe", "report"],
-                        choices=["statistics", *TRAINED, "recipe", "report"])
+    parser.add_argument("entries", nargs="*", default=["statistics", *TRAINED, "recipe", "routing", "report"],
+                        choices=["statistics", *TRAINED, "recipe", "routing", "report"])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
@@ -128,6 +182,8 @@ def main() -> None:
             STORE.run(name, noise_statistics, args.force)
         elif name == "recipe":
             STORE.run(name, recipe_entry, args.force)
+        elif name == "routing":
+            STORE.run(name, lambda: routing_potential(args.steps), args.force)
         else:
             STORE.run(name, lambda n=name: trained(n, args.steps), args.force)
         print(f"  {name}: done", flush=True)
