@@ -243,7 +243,7 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
 
 # -- entries ---------------------------------------------------------------------------------------
 def train_stage(arch: Any) -> dict[str, Any]:
-    """The training stage every entry retrains with: ``arch`` (an architecture or ``largest``), Adam 1e-3, MSE."""
+    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam 1e-3, MSE."""
     return {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
 
 
