@@ -353,9 +353,9 @@ def random_search(method: str, space: dict[str, Any], family: str) -> Callable[[
             raise SystemExit(f"the stored {method} entry predates its search_share: rerun it (--force) first")
         target = _target(space, searched)
         k = equal_compute_k(searched["search_flops"], 0.1 * entry.budget * BUDGET)
+        share = searched["search_flops"] / k / (entry.budget * BUDGET)  # of the budget, per screen
         screened = []
         for arch in random_architectures(space, target, k, entry.seed):
-            share = searched["search_flops"] / k / (entry.budget * BUDGET)
             _, summaries = entry.run(space, [train_stage(arch)], {0: share})
             screened.append((summaries[0]["val_psnr"], arch))
         best = max(screened, key=lambda s: s[0])[1]

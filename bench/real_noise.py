@@ -36,12 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from frontier import plain_arch
 from frontier_math import EntryStore, frontier_psnr
 from plain_training import train_plain
 from routing_oracle import oracle_choices
 
-from nasden.cost import cost
 from nasden.data import load_set
 from nasden.evaluation import markdown_table
 from nasden.final import load as load_final
@@ -98,14 +96,14 @@ def routing_potential(steps: int) -> dict[str, Any]:
     test = load_set("polyu:test", 3)
     psnrs, flops, seconds = [], [], 0.0
     for channels in (8, 16):
-        with tempfile.TemporaryDirectory() as folder:
-            run_dir, _, spent = train_plain(Path(folder), f"routing_{channels}", {**base, "channels": channels}, data,
-                                            steps, ["polyu:test"], 3e-4)
+        with tempfile.TemporaryDirectory() as folder:  # the run's own evaluation: the small val set, for its FLOPs
+            run_dir, summaries, spent = train_plain(Path(folder), f"routing_{channels}",
+                                                    {**base, "channels": channels}, data, steps, ["val"], 3e-4)
             space, _, model = load_final(run_dir)
         with torch.no_grad():
             psnrs.append([psnr(denoise(model, noisy, space.resolution_multiple).image, clean)
                           for noisy, clean in zip(test.noisy, test.clean)])
-        flops.append(cost(space, plain_arch({**base, "channels": channels})).flops_per_pixel)
+        flops.append(summaries[-1]["sets"][0]["flops_per_pixel"])
         seconds += spent
     gains = [large - small for small, large in zip(*psnrs)]
     inputs = [psnr(noisy, clean) for noisy, clean in zip(test.noisy, test.clean)]
