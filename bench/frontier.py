@@ -14,36 +14,39 @@ time is recorded beside.
 
 Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and FFDNet-like networks at four sizes, the
 doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at four, and with two, three and four
-down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``), MoD-NAS's doubling
-space with plain choices (``static_unet_growth_8``) at one; MoD-NAS (DARTS 40% of the budget, retrain 60%;
-``mod_nas_45k`` derives to 45k FLOPs/pixel instead of by the width threshold; ``_sharp`` also anneals the softmax
-temperature and adds the late entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and inputs to the plain
-reference, ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels (``UNIFORM``: the
-search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP (``PER_FLOP``);
-``_taylor`` those whose removal costs the most loss per FLOP, a Taylor estimate from the search's gradients
-(``TAYLOR``); ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k`` searches the
-space with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k FLOPs/pixel;
-``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search`` searches with 20%
-of the budget instead of 40%; ``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are diagnostics: the
-derived architecture retrained with the whole budget, its search not counted); random search in the MoD-NAS space (K
-architectures within ±15% of the DARTS-derived FLOPs, K the number of 10% screens DARTS's measured search compute pays
-for, which they share equally, the best on validation retrained from scratch with 60%), and (``random_search_growth``)
-in the doubling space against ``mod_nas_growth_30k_short_search`` (K = 2, retrained with 80%); ``random_arch_growth_0``
-to ``_2``, a diagnostic: that search's first three random architectures (it screens the first two), each trained alone
-with the whole budget; DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution (sandwich 50%, NSGA-II, retrain
-the front point nearest half the largest network's FLOPs with 50%); ClassPruning (classifier, branches, joint); DDS-Net
-and ClassPruning over the DnCNN backbone, and (``_unet``) over the U-Net backbone (``dds_unet_gain``: its gate trained
-on ``gain`` labels; ``_largest_alone`` and ``_dense_alone``, ablations: their largest sub-network trained alone with the
-whole budget, ``_half`` with half, as many updates as the sandwich gives it; ``dds_unet_min_half``: the narrowest
-sub-network at half width instead of a fifth; ``dds_unet_n2``: two sub-networks per sandwich step, the largest and the
-smallest, ``_n3`` three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain`` then four for the last quarter,
-``_n2_min_half_gain`` two, the smallest at half width, with gain labels, ``_largest4`` / ``_largest8`` / ``_largest16``
-the largest on every 4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the
-doubling U-Net 8 (4 to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front
-(``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` / ``_synergy``:
-the distillation ablation at three per step, teachers over the second half; ``_small_classifier``: ClassPruning's
-classifier at 16 channels, stride 3); ``evolution_random``: evolution with Optuna's random sampler, its random search at
-equal compute; BM3D (no training; ``pip install -e .[bench]``).
+down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``), with the U-Net 8's
+FLOPs moved to the coarse levels (``static_unet_coarse_8``: 1 / 2 / 4 convs per block by level), with BatchNorm
+(``static_unet_doubling_bn_8``), with gated blocks for its convs (``static_unet_gated_10``, :mod:`nasden.ops.gated`),
+MoD-NAS's doubling space with plain choices (``static_unet_growth_8``) at one; diagnostics of the training: the doubling
+U-Net 8 at twice the learning rate (``static_unet_doubling_8_lr2x``, not a frontier point); MoD-NAS (DARTS 40% of the
+budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel instead of by the width threshold; ``_sharp`` also
+anneals the softmax temperature and adds the late entropy penalty, ``SHARPEN``; ``_decided`` derives undecided ops and
+inputs to the plain reference, ``DECIDED``; ``_uniform`` derives every width label to the same fraction of its channels
+(``UNIFORM``: the search decides ops and inputs only); ``_per_flop`` keeps the channels most important per FLOP
+(``PER_FLOP``); ``_taylor`` those whose removal costs the most loss per FLOP, a Taylor estimate from the search's
+gradients (``TAYLOR``); ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k``
+searches the space with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k
+FLOPs/pixel; ``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search``
+searches with 20% of the budget instead of 40%; ``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are
+diagnostics: the derived architecture retrained with the whole budget, its search not counted); random search in the
+MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, K the number of 10% screens DARTS's measured
+search compute pays for, which they share equally, the best on validation retrained from scratch with 60%), and
+(``random_search_growth``) in the doubling space against ``mod_nas_growth_30k_short_search`` (K = 2, retrained with
+80%); ``random_arch_growth_0`` to ``_2``, a diagnostic: that search's first three random architectures (it screens the
+first two), each trained alone with the whole budget; DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
+(sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%); ClassPruning
+(classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over the U-Net backbone
+(``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and ``_dense_alone``, ablations: their
+largest sub-network trained alone with the whole budget, ``_half`` with half, as many updates as the sandwich gives it;
+``dds_unet_min_half``: the narrowest sub-network at half width instead of a fifth; ``dds_unet_n2``: two sub-networks per
+sandwich step, the largest and the smallest, ``_n3`` three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain``
+then four for the last quarter, ``_n2_min_half_gain`` two, the smallest at half width, with gain labels, ``_largest4`` /
+``_largest8`` / ``_largest16`` the largest on every 4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8``
+the 8th-step pair over the doubling U-Net 8 (4 to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step
+pair with an NSGA-II front (``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate);
+``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the second half;
+``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); ``evolution_random``: evolution with
+Optuna's random sampler, its random search at equal compute; BM3D (no training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -104,6 +107,16 @@ STATIC = {  # family: (space, the option that sets the size, sizes)
     "unet_doubling3": ({"name": "unet", "levels": 3}, "channels", [6]),
     # and a fourth (6/12/24/48/96 at size 6: 16k FLOPs/pixel, beside the two-level U-Net 8's 15k)
     "unet_doubling4": ({"name": "unet", "levels": 4}, "channels", [6]),
+    # the doubling U-Net 8's FLOPs moved to the coarse levels: one conv per block at full resolution, four at the
+    # bottom (15.3k FLOPs/pixel as the U-Net 8, 1.4x its parameters, twice its receptive field): does depth where
+    # a conv carries more parameters per FLOP learn faster?
+    "unet_coarse": ({"name": "unet", "levels": 2, "convs": [1, 2, 4]}, "channels", [8]),
+    # the doubling U-Net 8 with BatchNorm after every conv but the first (DnCNN's way to train faster): does
+    # normalisation make it learn more in the same compute?
+    "unet_doubling_bn": ({"name": "unet", "levels": 2, "bn": True}, "channels", [8]),
+    # the doubling U-Net with gated blocks (NAFNet's simple gate, depthwise convs, channel attention; 10/20/40 at
+    # 14.8k FLOPs/pixel, beside the U-Net 8's 15.3k) for its convs: does another kind of layer learn faster?
+    "unet_gated": ({"name": "unet", "levels": 2, "op": "gated3x3"}, "channels", [10]),
     # MoD-NAS's own space with channels doubling by level (8/16/32; 22k FLOPs/pixel): its plain reference
     "unet_growth": ({"name": "mod_unet", "stages": 1, "levels": 2, "layers": 3, "group": None, "growth": 2},
                     "channels", [8]),
@@ -242,18 +255,21 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
 
 
 # -- entries ---------------------------------------------------------------------------------------
-def train_stage(arch: Any) -> dict[str, Any]:
-    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam 1e-3, MSE."""
-    return {"strategy": "train", "arch": arch, "lr": 1e-3, "loss": "mse"}
+def train_stage(arch: Any, lr: float = 1e-3) -> dict[str, Any]:
+    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam at ``lr``
+    (1e-3 but in a diagnostic of the training), MSE."""
+    return {"strategy": "train", "arch": arch, "lr": lr, "loss": "mse"}
 
 
-def static(family: str, size: int) -> Callable[[Entry], dict[str, Any]]:
+def static(family: str, size: int, lr: float = 1e-3) -> Callable[[Entry], dict[str, Any]]:
     def make(entry: Entry) -> dict[str, Any]:
         base, option, _ = STATIC[family]
         space = {**base, option: size}
         arch = plain_arch(space)
-        run_dir, _ = entry.run(space, [train_stage(arch)], {0: 1.0})
-        return {"family": f"static {family}", "space": space, "run_dir": str(run_dir)}
+        run_dir, _ = entry.run(space, [train_stage(arch, lr)], {0: 1.0})
+        # another learning rate is a diagnostic of the yardstick's training, not a point of its frontier
+        kind = "static" if lr == 1e-3 else f"diagnostic: lr {lr:g},"
+        return {"family": f"{kind} {family}", "space": space, "run_dir": str(run_dir)}
     return make
 
 
@@ -440,6 +456,8 @@ def class_pruning(space: dict[str, Any], channels: int = 32, stride: int = 2, gr
 
 ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     **{f"static_{family}_{size}": static(family, size) for family, (_, _, sizes) in STATIC.items() for size in sizes},
+    # diagnostic: is the frontier limited by how fast Adam learns? The doubling U-Net 8 at twice the rate
+    "static_unet_doubling_8_lr2x": static("unet_doubling", 8, lr=2e-3),
     "mod_nas": mod_nas(), "mod_nas_45k": mod_nas(45e3), "mod_nas_45k_sharp": mod_nas(45e3, SHARPEN),
     "mod_nas_45k_inherit": mod_nas(45e3, inherit=True), "mod_nas_45k_decided": mod_nas(45e3, DECIDED),
     "mod_nas_45k_decided_inherit": mod_nas(45e3, DECIDED, inherit=True),

@@ -87,35 +87,51 @@ def ffdnet_graph(depth: int = 12, channels: int = 64, image_channels: int = 1, g
 
 
 def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, group: int | None = None,
-               min_ratio: float = 0.25, attention: bool = False) -> nx.DiGraph:
-    """A small U-Net: two conv+ReLU per level, stride-2 conv down, transposed conv up, skip concat.
+               min_ratio: float = 0.25, attention: bool = False, convs: int | list[int] = 2,
+               bn: bool = False, op: str = "conv3x3") -> nx.DiGraph:
+    """A small U-Net: conv+ReLU blocks per level, stride-2 conv down, transposed conv up, skip concat.
 
-    ``attention`` puts DDS-Net's attention head after the first conv block.
+    ``convs``: conv+ReLU pairs in each of a level's blocks (encoder and decoder), one number for every level or
+    one per level, finest first (the bottom level has only its encoder block); ``op``: the blocks' op (the
+    down- and up-sampling convolutions stay). ``bn`` puts BatchNorm between
+    every conv and its ReLU but the first, as DnCNN does. ``attention`` puts DDS-Net's attention head after the
+    first conv block.
     """
     if not 1 <= levels <= 8:
         raise ValueError(f"unet levels must be in 1..8, got {levels}")
+    depths = [convs] * (levels + 1) if isinstance(convs, int) else list(convs)
+    if len(depths) != levels + 1 or not all(isinstance(d, int) and 1 <= d <= 16 for d in depths):
+        raise ValueError(f"unet convs: expected one count in 1..16, or {levels + 1} (one per level), got {convs}")
     b = _Builder(image_channels, group, min_ratio)
+
+    def conv_relu(name: str, op: str, width: int) -> str:
+        b.layer(name, op, width)
+        if bn and name != "enc0a":
+            b.layer(f"{name}_bn", "bn")
+        return b.layer(f"{name}_relu", "relu")
+
     skips = []
-    for level in range(levels + 1):
+    for level, depth in enumerate(depths):
         width = channels * 2 ** level
         if level:
-            b.layer(f"down{level}", "conv3x3_s2", width)
-            b.layer(f"down{level}_relu", "relu")
-        b.layer(f"enc{level}a", "conv3x3", width)
-        b.layer(f"enc{level}a_relu", "relu")
-        if attention and level == 0:
-            b.layer("attention", "attention")
-        b.layer(f"enc{level}b", "conv3x3", width)
-        skips.append(b.layer(f"enc{level}b_relu", "relu"))
+            conv_relu(f"down{level}", "conv3x3_s2", width)
+        for j in range(depth):
+            conv_relu(f"enc{level}{_suffix(j)}", op, width)
+            if attention and level == 0 and j == 0:
+                b.layer("attention", "attention")
+        skips.append(b.last)
     for level in reversed(range(levels)):
         width = channels * 2 ** level
         b.layer(f"up{level}", "convT3x3_s2", width)
         b.merge(f"cat{level}", "concat", [f"up{level}", skips[level]])
-        b.layer(f"dec{level}a", "conv3x3", width)
-        b.layer(f"dec{level}a_relu", "relu")
-        b.layer(f"dec{level}b", "conv3x3", width)
-        b.layer(f"dec{level}b_relu", "relu")
+        for j in range(depths[level]):
+            conv_relu(f"dec{level}{_suffix(j)}", op, width)
     return b.finish(image_channels)
+
+
+def _suffix(j: int) -> str:
+    """A block's j-th conv: a, b, c, ..."""
+    return "abcdefghijklmnop"[j]
 
 
 @register_space("dncnn")
@@ -134,6 +150,8 @@ def ffdnet(depth: int = 12, channels: int = 64, image_channels: int = 1, group: 
 
 @register_space("unet")
 def unet(levels: int = 2, channels: int = 16, image_channels: int = 1, group: int | None = None,
-         min_ratio: float = 0.25) -> SearchSpace:
-    """Small U-Net with skip concatenation (fixed; width choices when ``group`` is set)."""
-    return SearchSpace(unet_graph(levels, channels, image_channels, group, min_ratio), "unet")
+         min_ratio: float = 0.25, convs: int | list[int] = 2, bn: bool = False, op: str = "conv3x3") -> SearchSpace:
+    """Small U-Net with skip concatenation (fixed; width choices when ``group`` is set; ``convs`` per block,
+    optional BatchNorm, the blocks' ``op``)."""
+    return SearchSpace(unet_graph(levels, channels, image_channels, group, min_ratio, convs=convs, bn=bn, op=op),
+                       "unet")

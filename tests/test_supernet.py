@@ -15,8 +15,12 @@ SPACE_OPTIONS = {  # small settings for every registered space
               {"depth": 4, "channels": 8, "bn": False, "ops": ["conv3x3", "conv5x5", "dilconv3x3", "identity"]}],
     "nm_branches": [{"depth": 4, "channels": 8}, {"depth": 3, "channels": 8, "variable_bn": False},
                     {"backbone": "unet", "levels": 1, "channels": 8}],
-    "mod_unet": [{"stages": 2, "levels": 1, "channels": 8, "layers": 3}],
-    "unet": [{"levels": 2, "channels": 8, "group": 8}],
+    "mod_unet": [{"stages": 2, "levels": 1, "channels": 8, "layers": 3},
+                 {"levels": 1, "channels": 4, "layers": 2, "growth": 2, "group": 4,
+                  "normal_ops": ["conv3x3", "gated3x3"]}],
+    "unet": [{"levels": 2, "channels": 8, "group": 8}, {"levels": 2, "channels": 4, "group": 4, "convs": [1, 2, 3]},
+             {"levels": 1, "channels": 8, "group": 4, "convs": 1, "bn": True},
+             {"levels": 1, "channels": 8, "group": 4, "op": "gated3x3", "convs": [1, 2]}],
     "graph": [SPACES.get("toy")().to_dict()],
     "ffdnet": [{"depth": 4, "channels": 8}, {"depth": 3, "channels": 16, "group": 8}],
     "slimmable": [{"depth": 4, "channels": 16}, {"backbone": "unet", "levels": 1, "channels": 16},
@@ -87,6 +91,18 @@ def test_supernet_runs_an_architecture_at_its_extracted_networks_flops(name: str
     for arch in _archs(space, 6):
         static = extract(supernet, arch).eval()
         assert flops(lambda: supernet(x, arch)) == pytest.approx(flops(lambda: static(x)), rel=0.01)
+
+
+def test_unet_convs_per_level() -> None:
+    space = SPACES.get("unet")(levels=2, channels=8, convs=[1, 2, 4])
+    blocks = [name for name, node in space.nodes.items()
+              if name.startswith(("enc", "dec")) and node.ops == ("conv3x3",)]
+    assert sorted(blocks) == ["dec0a", "dec1a", "dec1b", "enc0a", "enc1a", "enc1b", "enc2a", "enc2b", "enc2c", "enc2d"]
+    default = SPACES.get("unet")(levels=2, channels=8)
+    assert cost(space, {}).macs_per_pixel == cost(default, {}).macs_per_pixel  # a conv costs the same at every level
+    assert cost(space, {}).params > cost(default, {}).params
+    with pytest.raises(ValueError, match="unet convs: expected one count in 1..16, or 3"):
+        SPACES.get("unet")(levels=2, channels=8, convs=[2, 2])
 
 
 def test_nm_cost_scales_sparse_layers() -> None:

@@ -14,6 +14,7 @@ from nasden.ops.convolution import (
     ShuffleConv,
     UnshuffleConv,
 )
+from nasden.ops.gated import GatedBlock
 from nasden.registry import OPS
 
 
@@ -36,6 +37,7 @@ for _mode in ("bilinear", "nearest", "area"):  # up: interpolate 2×, then conv 
     _register(OpSpec(f"{_mode}_down_conv3x3", InterpolateConv, {"mode": _mode, "factor": 0.5}, scale=1,
                      supports_nm=True))
 _register(OpSpec("resblock3x3", ResidualBlock))
+_register(OpSpec("gated3x3", GatedBlock))
 _register(OpSpec("pixelshuffle_conv3x3", ShuffleConv, scale=-1, in_multiple=4, supports_nm=True))
 _register(OpSpec("relu", ReLU, preserves_channels=True))
 _register(OpSpec("identity", Identity, preserves_channels=True))
