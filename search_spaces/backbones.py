@@ -93,9 +93,8 @@ def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, gro
 
     ``convs``: conv+ReLU pairs in each of a level's blocks (encoder and decoder), one number for every level or
     one per level, finest first (the bottom level has only its encoder block); ``op``: the blocks' op (the
-    down- and up-sampling convolutions stay). ``bn`` puts BatchNorm between
-    every conv and its ReLU but the first, as DnCNN does. ``attention`` puts DDS-Net's attention head after the
-    first conv block.
+    down- and up-sampling convolutions stay). ``bn`` puts BatchNorm between every conv and its ReLU but the
+    first, as DnCNN does. ``attention`` puts DDS-Net's attention head after the first conv block.
     """
     if not 1 <= levels <= 8:
         raise ValueError(f"unet levels must be in 1..8, got {levels}")
@@ -104,8 +103,8 @@ def unet_graph(levels: int = 2, channels: int = 16, image_channels: int = 1, gro
         raise ValueError(f"unet convs: expected one count in 1..16, or {levels + 1} (one per level), got {convs}")
     b = _Builder(image_channels, group, min_ratio)
 
-    def conv_relu(name: str, op: str, width: int) -> str:
-        b.layer(name, op, width)
+    def conv_relu(name: str, layer_op: str, width: int) -> str:
+        b.layer(name, layer_op, width)
         if bn and name != "enc0a":
             b.layer(f"{name}_bn", "bn")
         return b.layer(f"{name}_relu", "relu")
