@@ -93,6 +93,7 @@ SETTINGS = {"sigma25": {"sigma": 25.0, "test": [25.0]}, "blind": {"sigma": [0.0,
 SETS = ("set12", "bsd68")
 PROBE = (2, 10)  # steps of the two probe runs (the longer one rounded up to whole `largest_every` periods)
 PATCH, BATCH = 48, 32  # training patches: side and batch
+LR = 1e-3  # Adam's learning rate in every entry's training stage (another one only in a diagnostic)
 
 STATIC = {  # family: (space, the option that sets the size, sizes)
     "dncnn": ({"name": "dncnn", "depth": 8, "bn": True}, "channels", [12, 16, 24, 32]),
@@ -255,20 +256,19 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
 
 
 # -- entries ---------------------------------------------------------------------------------------
-def train_stage(arch: Any, lr: float = 1e-3) -> dict[str, Any]:
-    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam at ``lr``
-    (1e-3 but in a diagnostic of the training), MSE."""
+def train_stage(arch: Any, lr: float = LR) -> dict[str, Any]:
+    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam at ``lr``, MSE."""
     return {"strategy": "train", "arch": arch, "lr": lr, "loss": "mse"}
 
 
-def static(family: str, size: int, lr: float = 1e-3) -> Callable[[Entry], dict[str, Any]]:
+def static(family: str, size: int, lr: float = LR) -> Callable[[Entry], dict[str, Any]]:
     def make(entry: Entry) -> dict[str, Any]:
         base, option, _ = STATIC[family]
         space = {**base, option: size}
         arch = plain_arch(space)
         run_dir, _ = entry.run(space, [train_stage(arch, lr)], {0: 1.0})
         # another learning rate is a diagnostic of the yardstick's training, not a point of its frontier
-        kind = "static" if lr == 1e-3 else f"diagnostic: lr {lr:g},"
+        kind = "static" if lr == LR else f"diagnostic: lr {lr:g},"
         return {"family": f"{kind} {family}", "space": space, "run_dir": str(run_dir)}
     return make
 
