@@ -27,26 +27,28 @@ inputs to the plain reference, ``DECIDED``; ``_uniform`` derives every width lab
 gradients (``TAYLOR``); ``_inherit`` retrains from the supernet's weights in the same run; ``mod_nas_growth_30k``
 searches the space with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k
 FLOPs/pixel; ``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search``
-searches with 20% of the budget instead of 40%; ``mod_nas_45k_arch_alone`` and ``mod_nas_growth_30k_arch_alone`` are
-diagnostics: the derived architecture retrained with the whole budget, its search not counted); random search in the
-MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, K the number of 10% screens DARTS's measured
-search compute pays for, which they share equally, the best on validation retrained from scratch with 60%), and
-(``random_search_growth``) in the doubling space against ``mod_nas_growth_30k_short_search`` (K = 2, retrained with
-80%); ``random_arch_growth_0`` to ``_2``, a diagnostic: that search's first three random architectures (it screens the
-first two), each trained alone with the whole budget; DDS-Net (sandwich, slimming, gate at half the FLOPs); evolution
-(sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%); ClassPruning
-(classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over the U-Net backbone
-(``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and ``_dense_alone``, ablations: their
-largest sub-network trained alone with the whole budget, ``_half`` with half, as many updates as the sandwich gives it;
-``dds_unet_min_half``: the narrowest sub-network at half width instead of a fifth; ``dds_unet_n2``: two sub-networks per
-sandwich step, the largest and the smallest, ``_n3`` three, ``dds_unet_n2_gain`` two with gain labels, ``_late4_gain``
-then four for the last quarter, ``_n2_min_half_gain`` two, the smallest at half width, with gain labels, ``_largest4`` /
-``_largest8`` / ``_largest16`` the largest on every 4th / 8th / 16th step only, ``dds_unet8_n2_min_half_gain_largest8``
-the 8th-step pair over the doubling U-Net 8 (4 to 8 channels), ``evolution_gate_unet_n2_min_half_largest8`` the 8th-step
-pair with an NSGA-II front (``NSGA2``) for its gate's candidates instead of slimming's (evolution → gate);
-``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation at three per step, teachers over the second half;
-``_small_classifier``: ClassPruning's classifier at 16 channels, stride 3); ``evolution_random``: evolution with
-Optuna's random sampler, its random search at equal compute; BM3D (no training; ``pip install -e .[bench]``).
+searches with 20% of the budget instead of 40%, ``_short_search_gumbel`` so on Gumbel-softmax samples (SNAS) and
+``_short_search_gumbel_hard`` on one Gumbel-sampled path per step (GDAS); ``mod_nas_45k_arch_alone`` and
+``mod_nas_growth_30k_arch_alone`` are diagnostics: the derived architecture retrained with the whole budget, its search
+not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, K the number
+of 10% screens DARTS's measured search compute pays for, which they share equally, the best on validation retrained from
+scratch with 60%), and (``random_search_growth``) in the doubling space against ``mod_nas_growth_30k_short_search`` (K =
+2, retrained with 80%); ``random_arch_growth_0`` to ``_2``, a diagnostic: that search's first three random architectures
+(it screens the first two), each trained alone with the whole budget; DDS-Net (sandwich, slimming, gate at half the
+FLOPs); evolution (sandwich 50%, NSGA-II, retrain the front point nearest half the largest network's FLOPs with 50%);
+ClassPruning (classifier, branches, joint); DDS-Net and ClassPruning over the DnCNN backbone, and (``_unet``) over the
+U-Net backbone (``dds_unet_gain``: its gate trained on ``gain`` labels; ``_largest_alone`` and ``_dense_alone``,
+ablations: their largest sub-network trained alone with the whole budget, ``_half`` with half, as many updates as the
+sandwich gives it; ``dds_unet_min_half``: the narrowest sub-network at half width instead of a fifth; ``dds_unet_n2``:
+two sub-networks per sandwich step, the largest and the smallest, ``_n3`` three, ``dds_unet_n2_gain`` two with gain
+labels, ``_late4_gain`` then four for the last quarter, ``_n2_min_half_gain`` two, the smallest at half width, with gain
+labels, ``_largest4`` / ``_largest8`` / ``_largest16`` the largest on every 4th / 8th / 16th step only,
+``dds_unet8_n2_min_half_gain_largest8`` the 8th-step pair over the doubling U-Net 8 (4 to 8 channels),
+``evolution_gate_unet_n2_min_half_largest8`` the 8th-step pair with an NSGA-II front (``NSGA2``) for its gate's
+candidates instead of slimming's (evolution → gate); ``dds_unet_n3_inplace`` / ``_synergy``: the distillation ablation
+at three per step, teachers over the second half; ``_small_classifier``: ClassPruning's classifier at 16 channels,
+stride 3); ``evolution_random``: evolution with Optuna's random sampler, its random search at equal compute; BM3D (no
+training; ``pip install -e .[bench]``).
 
     python bench/frontier.py run all --setting sigma25 [--budget 1] [--device cuda] [--force] [--keep]
     python bench/frontier.py latency      # CPU ms per megapixel of every stored entry (run alone)
@@ -303,7 +305,8 @@ def mod_nas(flops_target: float | None = None, options: dict[str, Any] | None = 
                 "search_flops": search_flops, "search_share": search_share, "flops_target": flops_target,
                 "darts_options": options or {},
                 "inherit": inherit, **{key: summaries[0][key] for key in (
-                    "largest_probability", "gradient_consistency", "consistency_noise_floor", "no_evidence")}}
+                    "largest_probability", "gradient_consistency", "consistency_noise_floor", "no_evidence",
+                    "supernet_val_psnr")}}
     return make
 
 
@@ -474,6 +477,11 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the search at 20% of the budget instead of 40%: is the search's compute share what costs it against the frontier?
     "mod_nas_growth_30k_short_search": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True,
                                                space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
+    # Gumbel-softmax samples instead of the softmax (SNAS; in darts_vs_nni they decide, 3 of 6 layers past 0.5), and
+    # GDAS's one sampled path per step (a third of a step's cost there): does either decide the ops, and for the better?
+    **{f"{SHORT_SEARCH}_{sampling}": mod_nas(30e3, {**DECIDED, **UNIFORM, "sampling": sampling}, inherit=True,
+                                             space=MOD_NAS_GROWTH_SPACE, search_share=0.2)
+       for sampling in ("gumbel", "gumbel_hard")},
     # only the choices the search measured a steady push for stand: does it keep the skips that paid, and drop the rest?
     "mod_nas_growth_30k_evidence": mod_nas(30e3, {**DECIDED, **UNIFORM, **EVIDENCE}, inherit=True,
                                            space=MOD_NAS_GROWTH_SPACE),

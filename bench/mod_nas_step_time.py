@@ -2,9 +2,10 @@
 
 Times the darts stage's two passes per step (architecture step with alpha-only gradients, weight step) on
 the paper-sized space (T = 1, 48 channels, two levels; batch 12 of 64² patches, channels-last as the stage
-runs them) and a retraining step of the largest architecture (batch 32), on random tensors.
+runs them) with each ``sampling`` (the softmax, Gumbel-softmax samples, one sampled path; interleaved, best of
+``--repeats``) and a retraining step of the largest architecture (batch 32), on random tensors.
 
-    python bench/mod_nas_step_time.py [--stages 1] [--steps 3]
+    python bench/mod_nas_step_time.py [--stages 1] [--steps 3] [--repeats 2]
 
 Results: bench/results/mod_nas_step_time.json.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from typing import Callable
 
 import torch
@@ -37,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     torch.manual_seed(0)
     space = build_space({"name": "mod_unet", "stages": args.stages, "levels": 2, "channels": 48, "layers": 3})
@@ -47,12 +50,19 @@ def main() -> None:
     noisy = torch.rand(12, 1, 64, 64).contiguous(memory_format=torch.channels_last)
     clean = torch.rand(12, 1, 64, 64)
 
-    def search_step() -> None:
-        loss = torch.log(F.mse_loss(search(noisy), clean))
-        torch.autograd.grad(loss, list(arch.parameters()))
-        optimizer.zero_grad()
-        F.mse_loss(search.weights_forward(noisy), clean).backward()
-        optimizer.step()
+    generator = torch.Generator().manual_seed(0)
+
+    def search_step(sampling: str) -> None:
+        search.hard = sampling == "gumbel_hard"
+        for forward in (search, search.weights_forward):
+            search.noise = None if sampling == "softmax" else arch.gumbel_noise(generator)
+            loss = F.mse_loss(forward(noisy), clean)
+            if forward is search:
+                torch.autograd.grad(torch.log(loss), list(arch.parameters()))
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
 
     network = extract(Supernet(space), space.largest())
     network_optimizer = torch.optim.Adam(network.parameters(), 1e-3)
@@ -63,8 +73,16 @@ def main() -> None:
         F.mse_loss(network(batch), target).backward()
         network_optimizer.step()
 
-    search_s, train_s = seconds_per_call(search_step, args.steps), seconds_per_call(train_step, args.steps)
+    samplings = ("softmax", "gumbel", "gumbel_hard")
+    times: dict[str, list[float]] = {sampling: [] for sampling in samplings}
+    for _ in range(args.repeats):  # interleaved: the machine's drift hits every sampling alike
+        for sampling in samplings:
+            times[sampling].append(seconds_per_call(partial(search_step, sampling), args.steps))
+    by_sampling = {sampling: min(values) for sampling, values in times.items()}
+    search_s, train_s = by_sampling["softmax"], seconds_per_call(train_step, args.steps)
     figures = {"stages": args.stages, "search_seconds_per_step": round(search_s, 3),
+               "search_seconds_per_step_by_sampling": {k: round(v, 3) for k, v in by_sampling.items()},
+               "search_step_ratio_to_softmax": {k: round(v / search_s, 2) for k, v in by_sampling.items()},
                "retrain_seconds_per_step_largest": round(train_s, 3),
                "hours_for_recipe": {"search_20000_steps": round(20000 * search_s / 3600, 1),
                                     "retrain_100000_steps_largest": round(100000 * train_s / 3600, 1)}}

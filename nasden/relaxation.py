@@ -1,9 +1,9 @@
 """Continuous relaxation of a space for differentiable search, and derivation of a discrete architecture.
 
 One parameter per label: logits ``alpha`` for op and input choices (the relaxed value is
-``softmax(alpha / temperature)``, MoD-NAS Eq. 7 and 11 at temperature 1) and one scale per output
-channel for width choices (the relaxed value multiplies the layer's output channels, Eq. 10). N:M
-choices are not relaxed; they stay at their densest pattern. Derivation (Eq. 9-10): argmax op, the
+``softmax(alpha / temperature)``, MoD-NAS Eq. 7 and 11 at temperature 1, or a Gumbel-softmax sample of it)
+and one scale per output channel for width choices (the relaxed value multiplies the layer's output channels,
+Eq. 10). N:M choices are not relaxed; they stay at their densest pattern. Derivation (Eq. 9-10): argmax op, the
 single most probable input, and per width label ``k`` = the number of channels whose scale magnitude
 exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels are listed in
 ``derived.json``; extraction, and so ``train: {init: supernet}``, takes the first k, as every width
@@ -13,7 +13,7 @@ the training).
 from __future__ import annotations
 
 import math
-from typing import Any, Collection
+from typing import Any, Collection, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -42,12 +42,31 @@ class ArchParameters(nn.Module):
         })
         self.temperature = 1.0  # of the softmax; a search may anneal it towards 0 to sharpen its decisions
 
-    def relaxed(self) -> Architecture:
-        """The relaxed architecture the supernet runs: probabilities and per-channel scales."""
-        arch: Architecture = {label: torch.softmax(alpha / self.temperature, 0) for label, alpha in self.alphas.items()}
+    def relaxed(self, noise: Mapping[str, Tensor] | None = None, hard: bool = False) -> Architecture:
+        """The relaxed architecture the supernet runs: probabilities and per-channel scales.
+
+        With ``noise`` (:meth:`gumbel_noise`) each op and input choice is a Gumbel-softmax sample,
+        softmax((alpha + g) / temperature) (SNAS). ``hard`` makes it one-hot at its largest entry in the forward
+        pass while its gradient stays the soft one's (GDAS's straight-through estimator): the supernet runs one
+        path, the sampled one, or without noise the most probable one, and alpha's gradient reaches each choice
+        through the weight of the candidate that ran."""
+        arch: Architecture = {}
+        for label, alpha in self.alphas.items():
+            logits = alpha if noise is None else alpha + noise[label]
+            soft = torch.softmax(logits / self.temperature, 0)
+            if hard:
+                one_hot = torch.zeros_like(soft).scatter_(0, soft.detach().argmax().view(1), 1.0)
+                soft = one_hot + soft - soft.detach()
+            arch[label] = soft
         arch.update(self.scales)
         arch.update(self.fixed)
         return arch
+
+    def gumbel_noise(self, generator: torch.Generator) -> dict[str, Tensor]:
+        """Standard Gumbel noise, -log(E) with E ~ Exp(1), one per candidate of every op and input choice (on
+        the CPU, from ``generator``, so a seeded draw is the same on every device and after a resume)."""
+        return {label: -torch.empty(len(alpha)).exponential_(generator=generator).clamp_min(1e-20).log()
+                for label, alpha in self.alphas.items()}
 
     def probabilities(self) -> dict[str, dict[str, float]]:
         """softmax(alpha) per label, by candidate name (op name or input node)."""

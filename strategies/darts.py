@@ -59,7 +59,11 @@ class DartsConfig:
     default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
-    adds β-DARTS's mean logsumexp(α). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
+    adds β-DARTS's mean logsumexp(α). ``sampling``: ``softmax`` (MoD-NAS: every candidate, weighted), ``gumbel``
+    (SNAS: each step, weight and architecture steps alike, a Gumbel-softmax sample of every op and input choice
+    at the current temperature) or ``gumbel_hard`` (GDAS: the sample made one-hot, straight-through; only the
+    sampled path runs, so a step costs one candidate per layer, the weights train that path alone and α learns
+    what its loss says about it; validation runs the most probable path). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
     probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
     kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
     or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
@@ -86,6 +90,7 @@ class DartsConfig:
     decided: float | dict[str, float] = 0.0
     evidence: float = 0.0
     widths: Literal["scales", "uniform", "per_flop", "taylor"] = "scales"
+    sampling: Literal["softmax", "gumbel", "gumbel_hard"] = "softmax"
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
@@ -119,6 +124,8 @@ class DartsConfig:
                                                                                and self.flops_target is None):
             raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' / 'taylor' with a flops_target, "
                              f"got {self.widths!r}")
+        if self.sampling not in ("softmax", "gumbel", "gumbel_hard"):
+            raise ValueError(f"sampling: expected 'softmax', 'gumbel' or 'gumbel_hard', got {self.sampling!r}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         for name in ("batch", "arch_batch"):
@@ -150,19 +157,22 @@ class Record:
 
 
 class Search(torch.nn.Module):
-    """The supernet and its architecture parameters: what a search step runs and checkpoints."""
+    """The supernet and its architecture parameters: what a search step runs and checkpoints. ``noise``: the
+    Gumbel noise of the step's sample (None: the plain softmax); ``hard``: run one path (see
+    :meth:`ArchParameters.relaxed`)."""
 
-    def __init__(self, supernet: Supernet, arch: ArchParameters):
+    def __init__(self, supernet: Supernet, arch: ArchParameters, hard: bool = False):
         super().__init__()
-        self.supernet, self.arch = supernet, arch
+        self.supernet, self.arch, self.hard = supernet, arch, hard
+        self.noise: dict[str, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.supernet(x, self.arch.relaxed())
+        return self.supernet(x, self.arch.relaxed(self.noise, self.hard))
 
     def weights_forward(self, x: Tensor) -> Tensor:
         """The forward of a weight step: architecture parameters held constant (no gradients to them)."""
         with torch.no_grad():
-            arch = self.arch.relaxed()
+            arch = self.arch.relaxed(self.noise, self.hard)
         return self.supernet(x, arch)
 
 
@@ -220,7 +230,8 @@ class Darts(Strategy):
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         arch = ArchParameters(run.space).to(run.device)
-        search = Search(run.supernet, arch)
+        arch.temperature = cfg.temperature
+        search = Search(run.supernet, arch, hard=cfg.sampling == "gumbel_hard")
         self._entropy_weight = 0.0
         self._saliency = TaylorSaliency(arch)
         self._consistency = GradientConsistency(arch)
@@ -241,6 +252,13 @@ class Darts(Strategy):
             noisy, clean = sampler.batch(step, size, stream=stream, shard=ctx.shard)
             return noisy.to(run.device).contiguous(memory_format=torch.channels_last), clean.to(run.device)
 
+        def sample(step: int, stream: int) -> dict[str, Tensor] | None:
+            """The Gumbel noise of a step's weight (0) or architecture (1) sample; the same on every process."""
+            if cfg.sampling == "softmax":
+                return None
+            generator = torch.Generator().manual_seed(1_000_003 * ctx.seed + 2 * step + stream)
+            return {label: g.to(run.device) for label, g in arch.gumbel_noise(generator).items()}
+
         for step in loop:
             noisy, clean = batch(weight_half, step, ctx.seed)
             scalars: dict[str, float] = {}
@@ -252,6 +270,7 @@ class Darts(Strategy):
                 arch.temperature = annealed_temperature(cfg.temperature, cfg.temperature_min, progress)
                 self._entropy_weight = cfg.entropy_penalty * progress
                 arch_batch = batch(arch_half, step, ctx.seed + 1, cfg.arch_batch or cfg.batch)
+                search.noise = sample(step, 1)
                 arch_loss = self._architecture_gradients(search, arch_batch, (noisy, clean),
                                                          xi=loop.optimizer.param_groups[0]["lr"])
                 ctx.check_loss(arch_loss, step, loop.last_saved)
@@ -259,6 +278,7 @@ class Darts(Strategy):
                 self._consistency.update(arch)
                 arch_optimizer.step()
                 scalars["arch_loss"] = arch_loss.item()
+            search.noise = sample(step, 0)
             loss = F.mse_loss(search.weights_forward(noisy), clean)
             loop.backward(loss, step)
             done = loop.update(step)
@@ -294,8 +314,9 @@ class Darts(Strategy):
 
     @torch.no_grad()
     def _validate(self, search: Search, noisy: Tensor, clean: Tensor) -> float:
-        """Mean per-image PSNR (the convention of every stage), not the PSNR of the pooled MSE."""
+        """Mean per-image PSNR (the convention of every stage), not the PSNR of the pooled MSE; no sampling noise."""
         search.eval()
+        search.noise = None
         value = psnr_per_image(search(noisy), clean).mean().item()
         search.train()
         return value

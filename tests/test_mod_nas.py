@@ -555,3 +555,74 @@ def test_the_sharpening_options_reach_the_search(tmp_path) -> None:
     a = execute(create_run(parse_recipe(plain), tmp_path / "plain"), quiet=True)[0]
     b = execute(create_run(parse_recipe(sharp), tmp_path / "sharp"), quiet=True)[0]
     assert a["largest_probability"] != b["largest_probability"]
+
+
+def test_gumbel_sampling_is_softmax_of_noisy_alpha_and_hard_is_straight_through() -> None:
+    arch = _two_candidates()  # alpha = (0, log 3)
+    noise = {"op:c1": torch.tensor([math.log(6.0), 0.0])}  # alpha + g = (log 6, log 3): softmax (2/3, 1/3)
+    torch.testing.assert_close(arch.relaxed(noise)["op:c1"], torch.tensor([2 / 3, 1 / 3]))
+    arch.temperature = 0.5  # softmax(2 (alpha + g)) = (36, 9) / 45
+    torch.testing.assert_close(arch.relaxed(noise)["op:c1"], torch.tensor([0.8, 0.2]))
+    hard = arch.relaxed(noise, hard=True)["op:c1"]
+    torch.testing.assert_close(hard, torch.tensor([1.0, 0.0]))  # the sample's argmax, not alpha's
+    torch.testing.assert_close(arch.relaxed(hard=True)["op:c1"], torch.tensor([0.0, 1.0]))  # no noise: alpha's
+    probe = torch.tensor([1.0, -2.0])
+    (straight_through,) = torch.autograd.grad((hard * probe).sum(), [arch.alphas["op:c1"]])
+    (soft,) = torch.autograd.grad((arch.relaxed(noise)["op:c1"] * probe).sum(), [arch.alphas["op:c1"]])
+    torch.testing.assert_close(straight_through, soft)
+    # d/dalpha of softmax(2 (alpha + g)) . probe = 2 p (probe - p . probe), p = (0.8, 0.2), p . probe = 0.4
+    torch.testing.assert_close(soft, torch.tensor([2 * 0.8 * 0.6, 2 * 0.2 * -2.4]))
+    draws = torch.cat([arch.gumbel_noise(torch.Generator().manual_seed(i))["op:c1"] for i in range(5000)])
+    assert float(draws.mean()) == pytest.approx(0.5772, abs=0.05)  # a standard Gumbel's mean: Euler's constant
+    assert float((draws <= 0).float().mean()) == pytest.approx(math.exp(-1), abs=0.02)  # its CDF at 0: e^-1
+    again = arch.gumbel_noise(torch.Generator().manual_seed(7))["op:c1"]
+    torch.testing.assert_close(again, arch.gumbel_noise(torch.Generator().manual_seed(7))["op:c1"])
+
+
+def test_hard_gumbel_search_runs_the_sampled_path_alone() -> None:
+    from nasden.strategies.darts import Search
+
+    space = mod_unet(stages=2, levels=1, channels=16, layers=3)
+    supernet = Supernet(space)
+    params = ArchParameters(space)
+    search = Search(supernet, params, hard=True)
+    search.noise = params.gumbel_noise(torch.Generator().manual_seed(3))
+    sampled = {label: space.choices()[label].values[int((alpha + search.noise[label]).argmax())]
+               for label, alpha in params.alphas.items()}
+    sampled.update({label: c.largest() for label, c in space.choices().items() if c.kind == "width"})
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(search(x), supernet(x, sampled), rtol=1e-4, atol=1e-5)
+    assert sampled != space.largest()  # a sampled path, not the reference one
+
+
+def test_gumbel_sampling_reaches_the_search(tmp_path) -> None:
+    plain = execute(create_run(parse_recipe(_search_recipe()), tmp_path / "plain"), quiet=True)[0]
+    for sampling in ("gumbel", "gumbel_hard"):
+        recipe = _search_recipe()
+        recipe["stages"][0]["sampling"] = sampling
+        summary = execute(create_run(parse_recipe(recipe), tmp_path / sampling), quiet=True)[0]
+        assert summary["largest_probability"].keys() == plain["largest_probability"].keys()
+        assert summary["largest_probability"] != plain["largest_probability"]
+        assert len(summary["supernet_val_psnr"]) == 2
+    with pytest.raises(ValueError, match="sampling"):
+        DartsConfig(sampling="gumble")
+
+
+def test_hard_sample_runs_one_candidate_and_alpha_learns_through_its_weight() -> None:
+    from nasden.strategies.darts import Search
+
+    arch = _two_candidates()  # alpha = (0, log 3); conv3x3 or conv5x5 on one channel
+    supernet = Supernet(arch.space)
+    search = Search(supernet, arch, hard=True)
+    search.noise = {"op:c1": torch.tensor([math.log(6.0), 0.0])}  # the sample: conv3x3 (soft p = (2/3, 1/3))
+    x, probe = torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    loss = (search(x) * probe).sum()
+    loss.backward()
+    conv3, conv5 = (supernet.layers["c1"].candidates[name] for name in ("conv3x3", "conv5x5"))
+    assert all(p.grad is None for p in conv5.parameters())  # it did not run
+    assert all(p.grad is not None for p in conv3.parameters())
+    # loss = h0 · <conv3x3(x), probe> with h0 = 1 in value and d h0 / d alpha = p0 (e0 - p)
+    sampled = float((conv3(x, 1, None) * probe).sum().detach())
+    assert loss.item() == pytest.approx(sampled, rel=1e-5)
+    p0 = 2 / 3
+    torch.testing.assert_close(arch.alphas["op:c1"].grad, torch.tensor([sampled * p0 * (1 - p0), -sampled * p0 / 3]))

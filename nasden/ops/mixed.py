@@ -7,6 +7,7 @@ The relaxed forward runs that one convolution instead of one per candidate; it i
 autograd carries gradients to every weight ``w_i`` and every kernel ``K_i``. It collapses the
 candidates of smallest extent for which the one K×K convolution costs no more than running them
 apart (a dilated 5×5 has a 9×9 extent, so it runs on its own beside a collapsed 3×3/5×5/dilated 3×3).
+A one-hot weight vector (a hard Gumbel sample) runs its candidate alone: the others cost nothing and get no gradient.
 """
 from __future__ import annotations
 
@@ -103,6 +104,10 @@ class MixedOp(nn.Module):
         if isinstance(op, str):
             return self.candidates[op](x, out, nm)
         candidates = list(self.candidates.values())
+        chosen = op.detach().nonzero()
+        if len(chosen) == 1:  # one-hot (a hard sample): that candidate runs alone, times its weight (for the gradient)
+            i = int(chosen[0, 0])
+            return op[i] * candidates[i](x, out, nm)
         groups, apart = self._plan if nm is None else ([], range(len(candidates)))
         terms = [op[i] * candidates[i](x, out, nm) for i in apart]
         terms += [collapsed_conv(x, [op[i] for i in group], [candidates[i] for i in group], out) for group in groups]
