@@ -477,7 +477,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the search at 20% of the budget instead of 40%: is the search's compute share what costs it against the frontier?
     "mod_nas_growth_30k_short_search": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True,
                                                space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
-    # Gumbel-softmax samples instead of the softmax (SNAS; in darts_vs_nni they decide, 3 of 6 layers past 0.5), and
+    # Gumbel-softmax samples instead of the softmax (SNAS; in darts_vs_nni they decide: 3 and 5 of 6 past 0.5), and
     # GDAS's one sampled path per step (a third of a step's cost there): does either decide the ops, and for the better?
     **{f"{SHORT_SEARCH}_{sampling}": mod_nas(30e3, {**DECIDED, **UNIFORM, "sampling": sampling}, inherit=True,
                                              space=MOD_NAS_GROWTH_SPACE, search_share=0.2)

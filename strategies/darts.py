@@ -60,10 +60,11 @@ class DartsConfig:
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
     adds β-DARTS's mean logsumexp(α). ``sampling``: ``softmax`` (MoD-NAS: every candidate, weighted), ``gumbel``
-    (SNAS: each step, weight and architecture steps alike, a Gumbel-softmax sample of every op and input choice
-    at the current temperature) or ``gumbel_hard`` (GDAS: the sample made one-hot, straight-through; only the
-    sampled path runs, so a step costs one candidate per layer, the weights train that path alone and α learns
-    what its loss says about it; validation runs the most probable path). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
+    (SNAS: each step, weight and architecture steps alike, a Gumbel-softmax sample of every op and input choice at
+    the current temperature) or ``gumbel_hard`` (GDAS: the sample made one-hot, straight-through; only the sampled
+    path runs, so a step costs one candidate per layer, the weights train that path alone and α learns what its loss
+    says about it; validation runs the most probable path; in the benchmarks' few hundred steps such a supernet did
+    not train: bench/single_path_training.py). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
     probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
     kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
     or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
