@@ -478,7 +478,7 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     "mod_nas_growth_30k_short_search": mod_nas(30e3, {**DECIDED, **UNIFORM}, inherit=True,
                                                space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
     # Gumbel-softmax samples instead of the softmax (SNAS; in darts_vs_nni they decide: 3 and 5 of 6 past 0.5), and
-    # GDAS's one sampled path per step (a third of a step's cost there): does either decide the ops, and for the better?
+    # GDAS's one sampled path per step (0.21x a search step's FLOPs here): does either decide the ops, for the better?
     **{f"{SHORT_SEARCH}_{sampling}": mod_nas(30e3, {**DECIDED, **UNIFORM, "sampling": sampling}, inherit=True,
                                              space=MOD_NAS_GROWTH_SPACE, search_share=0.2)
        for sampling in ("gumbel", "gumbel_hard")},

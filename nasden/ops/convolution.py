@@ -151,6 +151,14 @@ class DynamicConvTranspose(DynamicOp):
         return macs / 4, macs + cout
 
 
+def static_depthwise(weight: Tensor) -> nn.Conv2d:
+    """A depthwise convolution ("same" padding, no bias) holding a copy of ``weight`` ``[channels, 1, k, k]``."""
+    channels, kernel = weight.shape[0], weight.shape[-1]
+    conv = nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False)
+    conv.weight.data = weight.detach().clone()
+    return conv
+
+
 class SeparableConv(DynamicOp):
     """Depthwise k×k convolution followed by a pointwise 1×1 convolution."""
 
@@ -167,11 +175,8 @@ class SeparableConv(DynamicOp):
         return self.pointwise(x, out, nm)
 
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> nn.Sequential:
-        channels = layout.channels
-        depthwise = nn.Conv2d(channels, channels, self.kernel, padding=self.kernel // 2, groups=channels,
-                              bias=False)
-        depthwise.weight.data = self.depthwise[list(layout.positions)].detach().clone()
-        return nn.Sequential(depthwise, self.pointwise.extract(layout, out, nm))
+        return nn.Sequential(static_depthwise(self.depthwise[list(layout.positions)]),
+                             self.pointwise.extract(layout, out, nm))
 
     @classmethod
     def cost(cls, cin: int, cout: int, kernel: int = 3) -> tuple[float, int]:

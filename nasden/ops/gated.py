@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasden.ops.base import NM, DynamicOp, Layout
-from nasden.ops.convolution import DynamicConv
+from nasden.ops.convolution import DynamicConv, static_depthwise
 
 KERNEL = 3
 
@@ -49,7 +49,7 @@ class GatedBlock(DynamicOp):
     def extract(self, layout: Layout, out: int, nm: NM | None = None) -> StaticGatedBlock:
         dense = Layout.dense(out)
         return StaticGatedBlock(self.value.extract(layout, out), self.gate.extract(layout, out),
-                                _depthwise(self.value_dw[:out]), _depthwise(self.gate_dw[:out]),
+                                static_depthwise(self.value_dw[:out]), static_depthwise(self.gate_dw[:out]),
                                 self.attention.extract(dense, out), self.project.extract(dense, out),
                                 self.shortcut.extract(layout, out))
 
@@ -60,13 +60,6 @@ class GatedBlock(DynamicOp):
         within = DynamicConv.cost(cout, cout, kernel=1)  # attention, projection
         depthwise = 2 * KERNEL * KERNEL * cout
         return 3 * from_input[0] + within[0] + depthwise, 3 * from_input[1] + 2 * within[1] + depthwise
-
-
-def _depthwise(weight: Tensor) -> nn.Conv2d:
-    conv = nn.Conv2d(weight.shape[0], weight.shape[0], KERNEL, padding=KERNEL // 2, groups=weight.shape[0],
-                     bias=False)
-    conv.weight.data = weight.detach().clone()
-    return conv
 
 
 class StaticGatedBlock(nn.Module):
