@@ -192,7 +192,7 @@ def _in_process(target: Any, *args: Any) -> dict[str, Any]:
     return result
 
 
-def _retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Train ``arch`` from scratch (Adam 1e-3 → 1e-6 cosine, MSE) and score it on the held-out images."""
     from nasden.cost import cost
     from nasden.data import DataConfig, RunData
@@ -221,7 +221,7 @@ def _retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse
             "train_seconds": round(time.perf_counter() - start, 1)}
 
 
-def _plain_conv3x3(flops: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def plain_conv3x3(flops: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """The all-conv-3×3 DnCNN (32 channels) whose FLOPs/pixel are closest to ``flops``."""
     from nasden.cost import cost
     from nasden.recipe import build_space
@@ -272,16 +272,16 @@ def main() -> None:
         for name, scale in (("nni", 1.0), ("nni_loss_x1000", 1000.0)):
             print(f"{name} DARTS ...", flush=True)
             results[name] = _in_process(_nni_search, args, scale)
-    retrain = {"nasden": (results["nasden"]["arch"], SPACE)}
+    derived = {"nasden": (results["nasden"]["arch"], SPACE)}
     if has_nni:
-        retrain["nni"] = (results["nni"]["arch"], SPACE)
-    for name, (arch, options) in list(retrain.items()):
+        derived["nni"] = (results["nni"]["arch"], SPACE)
+    for name, (arch, options) in derived.items():
         print(f"retraining {name} ...", flush=True)
-        results[name]["retrained"] = _retrain(arch, options, args)
+        results[name]["retrained"] = retrain(arch, options, args)
         results[name]["identity_layers"] = _identity_count(arch)
-    plain_options, plain_arch = _plain_conv3x3(results["nasden"]["retrained"]["flops_per_pixel"])
+    plain_options, plain_arch = plain_conv3x3(results["nasden"]["retrained"]["flops_per_pixel"])
     print("retraining the plain conv 3×3 net ...", flush=True)
-    results["plain_conv3x3"] = {"space": plain_options, "retrained": _retrain(plain_arch, plain_options, args)}
+    results["plain_conv3x3"] = {"space": plain_options, "retrained": retrain(plain_arch, plain_options, args)}
     if has_nni:
         results["nni_loss_x1000"]["identity_layers"] = _identity_count(results["nni_loss_x1000"]["arch"])
         results["ratios"] = {

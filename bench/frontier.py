@@ -28,7 +28,8 @@ gradients (``TAYLOR``); ``_inherit`` retrains from the supernet's weights in the
 searches the space with channels doubling by level (16/32/64) with those switches (decided, uniform, inherit) to 30k
 FLOPs/pixel; ``_sure_inputs`` keeps a searched input only past probability 0.7 (``SURE_INPUTS``), ``_short_search``
 searches with 20% of the budget instead of 40%, ``_short_search_gumbel`` so on Gumbel-softmax samples (SNAS) and
-``_short_search_gumbel_hard`` on one Gumbel-sampled path per step (GDAS); ``mod_nas_45k_arch_alone`` and
+``_short_search_gumbel_hard`` on one Gumbel-sampled path per step (GDAS), ``_short_search_shrink`` dropping op
+candidates in three stages (P-DARTS, ``SHRINK``); ``mod_nas_45k_arch_alone`` and
 ``mod_nas_growth_30k_arch_alone`` are diagnostics: the derived architecture retrained with the whole budget, its search
 not counted); random search in the MoD-NAS space (K architectures within ±15% of the DARTS-derived FLOPs, K the number
 of 10% screens DARTS's measured search compute pays for, which they share equally, the best on validation retrained from
@@ -281,6 +282,7 @@ SURE_INPUTS = {"decided": {"op": 0.5, "input": 0.7}}  # an input choice must be 
 UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, as hand design does
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
+SHRINK = {"shrink": [3, 2]}  # P-DARTS: every op choice keeps its 3, then its 2 most probable candidates
 EVIDENCE = {"evidence": 2.0}  # ops and inputs whose alpha gradients pushed under 2x the noise floor: the reference
 SHORT_SEARCH = "mod_nas_growth_30k_short_search"  # the best searched entry (σ 25, budget 1)
 
@@ -482,6 +484,10 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     **{f"{SHORT_SEARCH}_{sampling}": mod_nas(30e3, {**DECIDED, **UNIFORM, "sampling": sampling}, inherit=True,
                                              space=MOD_NAS_GROWTH_SPACE, search_share=0.2)
        for sampling in ("gumbel", "gumbel_hard")},
+    # P-DARTS's progressive shrinking: do the op choices decide once the candidates compete in ever smaller sets (and
+    # the later steps, running fewer candidates, cost less), and for the better?
+    f"{SHORT_SEARCH}_shrink": mod_nas(30e3, {**DECIDED, **UNIFORM, **SHRINK}, inherit=True, space=MOD_NAS_GROWTH_SPACE,
+                                      search_share=0.2),
     # only the choices the search measured a steady push for stand: does it keep the skips that paid, and drop the rest?
     "mod_nas_growth_30k_evidence": mod_nas(30e3, {**DECIDED, **UNIFORM, **EVIDENCE}, inherit=True,
                                            space=MOD_NAS_GROWTH_SPACE),

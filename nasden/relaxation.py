@@ -3,7 +3,9 @@
 One parameter per label: logits ``alpha`` for op and input choices (the relaxed value is
 ``softmax(alpha / temperature)``, MoD-NAS Eq. 7 and 11 at temperature 1, or a Gumbel-softmax sample of it)
 and one scale per output channel for width choices (the relaxed value multiplies the layer's output channels,
-Eq. 10). N:M choices are not relaxed; they stay at their densest pattern. Derivation (Eq. 9-10): argmax op, the
+Eq. 10). N:M choices are not relaxed; they stay at their densest pattern. A search may drop candidates as it goes
+(:meth:`ArchParameters.shrink`, P-DARTS): a dropped candidate's probability is 0 from then on, so it no longer runs
+and no longer competes. Derivation (Eq. 9-10): argmax op, the
 single most probable input, and per width label ``k`` = the number of channels whose scale magnitude
 exceeds ``threshold``, rounded up to a multiple of ``group`` (the top-k channels are listed in
 ``derived.json``; extraction, and so ``train: {init: supernet}``, takes the first k, as every width
@@ -24,7 +26,8 @@ from nasden.space import Architecture, SearchSpace
 
 
 class ArchParameters(nn.Module):
-    """The architecture parameters of a space: ``alphas`` per op/input label, ``scales`` per width label."""
+    """The architecture parameters of a space: ``alphas`` per op/input label, ``scales`` per width label, and
+    ``active`` per op/input label (a boolean buffer: the candidates still in the search)."""
 
     def __init__(self, space: SearchSpace, init_std: float = 1e-3):
         super().__init__()
@@ -40,6 +43,9 @@ class ArchParameters(nn.Module):
             label: nn.Parameter(torch.ones(space.nodes[choice.nodes[0]].channels))
             for label, choice in choices.items() if choice.kind == "width"
         })
+        self.active = nn.Module()  # buffers, so a checkpoint keeps what a progressive search has dropped
+        for label, alpha in self.alphas.items():
+            self.active.register_buffer(label, torch.ones(len(alpha), dtype=torch.bool))
         self.temperature = 1.0  # of the softmax; a search may anneal it towards 0 to sharpen its decisions
 
     def relaxed(self, noise: Mapping[str, Tensor] | None = None, hard: bool = False) -> Architecture:
@@ -51,9 +57,8 @@ class ArchParameters(nn.Module):
         path, the sampled one, or without noise the most probable one, and alpha's gradient reaches each choice
         through the weight of the candidate that ran."""
         arch: Architecture = {}
-        for label, alpha in self.alphas.items():
-            logits = alpha if noise is None else alpha + noise[label]
-            soft = torch.softmax(logits / self.temperature, 0)
+        for label in self.alphas:
+            soft = torch.softmax(self.logits(label, None if noise is None else noise[label]) / self.temperature, 0)
             if hard:
                 one_hot = torch.zeros_like(soft).scatter_(0, soft.detach().argmax().view(1), 1.0)
                 soft = one_hot + soft - soft.detach()
@@ -62,6 +67,26 @@ class ArchParameters(nn.Module):
         arch.update(self.fixed)
         return arch
 
+    def logits(self, label: str, noise: Tensor | None = None) -> Tensor:
+        """A label's alphas (plus ``noise``), -inf for the candidates dropped from the search."""
+        alpha = self.alphas[label] if noise is None else self.alphas[label] + noise
+        return alpha.masked_fill(~self.active.get_buffer(label), -math.inf)
+
+    @torch.no_grad()
+    def shrink(self, keep: int, kind: str = "op") -> dict[str, list[str]]:
+        """P-DARTS's progressive shrinking: every ``kind`` choice keeps its ``keep`` most probable active candidates
+        (ties: the earlier) and drops the rest for good. Returns the dropped candidates' names per label."""
+        choices = self.space.choices()
+        dropped = {}
+        for label in self.alphas:
+            active = self.active.get_buffer(label)
+            if choices[label].kind != kind or int(active.sum()) <= keep:
+                continue
+            order = torch.argsort(self.logits(label), descending=True, stable=True).tolist()
+            dropped[label] = [str(choices[label].values[i]) for i in order[keep:] if active[i]]
+            active[order[keep:]] = False
+        return dropped
+
     def gumbel_noise(self, generator: torch.Generator) -> dict[str, Tensor]:
         """Standard Gumbel noise, -log(E) with E ~ Exp(1), one per candidate of every op and input choice (on
         the CPU, from ``generator``, so a seeded draw is the same on every device and after a resume)."""
@@ -69,21 +94,25 @@ class ArchParameters(nn.Module):
                 for label, alpha in self.alphas.items()}
 
     def probabilities(self) -> dict[str, dict[str, float]]:
-        """softmax(alpha) per label, by candidate name (op name or input node)."""
+        """softmax(alpha) per label, by candidate name (op name or input node); 0 for a dropped candidate."""
         choices = self.space.choices()
-        return {label: dict(zip(map(str, choices[label].values), torch.softmax(alpha.detach(), 0).tolist()))
-                for label, alpha in self.alphas.items()}
+        return {label: dict(zip(map(str, choices[label].values),
+                                torch.softmax(self.logits(label).detach(), 0).tolist())) for label in self.alphas}
 
     def entropy(self) -> Tensor | float:
-        """Mean entropy of the op and input softmaxes (at temperature 1): high while a label is undecided."""
-        terms = [-(torch.softmax(a, 0) * torch.log_softmax(a, 0)).sum() for a in self.alphas.values()]
+        """Mean entropy of the op and input softmaxes over their active candidates (at temperature 1): high while a
+        label is undecided."""
+        terms = []
+        for label in self.alphas:
+            log_p = torch.log_softmax(self.logits(label), 0).masked_fill(~self.active.get_buffer(label), 0.0)
+            terms.append(-(log_p.exp() * log_p).sum())
         return sum(terms, 0.0) / max(1, len(terms))
 
     def beta_regulariser(self) -> Tensor | float:
         """β-DARTS's regulariser: the mean over labels of logsumexp(alpha). Its gradient is softmax(alpha), so
         descending it pulls every alpha down in proportion to its probability, which keeps the alphas of
         a label close and stops parameter-free candidates from winning early on their own."""
-        terms = [torch.logsumexp(a, 0) for a in self.alphas.values()]
+        terms = [torch.logsumexp(self.logits(label), 0) for label in self.alphas]
         return sum(terms, 0.0) / max(1, len(terms))
 
     def width_penalty(self) -> Tensor | float:
@@ -111,8 +140,8 @@ class ArchParameters(nn.Module):
         channel's removal costs) per FLOP."""
         choices = self.space.choices()
         arch: Architecture = {}
-        for label, alpha in self.alphas.items():
-            p = torch.softmax(alpha.detach(), 0)
+        for label in self.alphas:
+            p = torch.softmax(self.logits(label).detach(), 0)
             choice = choices[label]
             least = decided.get(choice.kind, 0.0) if isinstance(decided, dict) else decided
             sure = p.max() >= least and label not in undecided

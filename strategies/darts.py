@@ -23,7 +23,7 @@ scratch) and is written as ``derived.json`` and ``derived.png``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import torch
@@ -33,6 +33,7 @@ from torch import Tensor
 from nasden import distributed
 from nasden.cost import cost
 from nasden.evaluation import psnr_per_image
+from nasden.ops.mixed import MixedOp
 from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
 from nasden.registry import register_strategy
@@ -64,7 +65,15 @@ class DartsConfig:
     the current temperature) or ``gumbel_hard`` (GDAS: the sample made one-hot, straight-through; only the sampled
     path runs, so a step costs one candidate per layer, the weights train that path alone and α learns what its loss
     says about it; validation runs the most probable path; in the benchmarks' few hundred steps such a supernet did
-    not train: bench/single_path_training.py). ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
+    not train: bench/single_path_training.py). ``shrink`` (P-DARTS's progressive shrinking; empty: off): candidate
+    counts ``[k1, k2, ...]``; the architecture steps run in len + 1 equal stages, and at the end of stage i every op
+    choice keeps its k_i most probable candidates and drops the rest (they no longer run, so later steps cost less);
+    with two candidates left every largest probability is at least 0.5, so ``decided: 0.5`` keeps no op back.
+    ``identity_dropout`` (P-DARTS's regularisation; empty: off): one rate per stage (len(shrink) + 1 of them, such as
+    P-DARTS's [0.1, 0.4, 0.7]); in training the identity candidate's output is dropped elementwise at the stage's rate,
+    which decays linearly to 0 over the stage (the first stage includes the warm-up), so a parameter-free skip cannot
+    win on being the easiest path to train early and competes as an equal later.
+    ``decided`` (0: plain argmax, MoD-NAS): an op or input whose largest
     probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
     kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
     or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
@@ -96,6 +105,8 @@ class DartsConfig:
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
     beta_penalty: float = 0.0
+    shrink: list[int] = field(default_factory=list)
+    identity_dropout: list[float] = field(default_factory=list)
     group: int = 8
     batch: int | None = None
     arch_batch: int | None = None
@@ -127,6 +138,13 @@ class DartsConfig:
                              f"got {self.widths!r}")
         if self.sampling not in ("softmax", "gumbel", "gumbel_hard"):
             raise ValueError(f"sampling: expected 'softmax', 'gumbel' or 'gumbel_hard', got {self.sampling!r}")
+        if any(k < 1 for k in self.shrink) or any(a <= b for a, b in zip(self.shrink, self.shrink[1:])):
+            raise ValueError(f"shrink: expected decreasing candidate counts of at least 1, such as [4, 2], "
+                             f"got {self.shrink}")
+        if self.identity_dropout and (len(self.identity_dropout) != len(self.shrink) + 1
+                                      or not all(0 <= rate < 1 for rate in self.identity_dropout)):
+            raise ValueError(f"identity_dropout: expected one rate in [0, 1) per stage ({len(self.shrink) + 1}: one "
+                             f"more than shrink's counts), got {self.identity_dropout}")
         if self.flops_target is not None and not 0 < self.flops_target <= 1e12:
             raise ValueError(f"flops_target: expected FLOPs per pixel in (0, 1e12], got {self.flops_target}")
         for name in ("batch", "arch_batch"):
@@ -134,6 +152,23 @@ class DartsConfig:
                 raise ValueError(f"{name}: expected an integer in [1, 1e5], got {getattr(self, name)}")
         if not 8 <= self.val_size <= 4096:
             raise ValueError(f"val_size: expected 8..4096, got {self.val_size}")
+
+
+def shrink_steps(cfg: DartsConfig) -> dict[int, int]:
+    """The steps at which the search shrinks its op choices (``cfg.shrink``), with the candidates each keeps:
+    the ends of len + 1 equal stages of the architecture steps."""
+    stages, arch_steps = len(cfg.shrink) + 1, cfg.steps - cfg.warmup
+    return {cfg.warmup + arch_steps * (i + 1) // stages: keep for i, keep in enumerate(cfg.shrink)}
+
+
+def identity_dropout_rate(cfg: DartsConfig, step: int) -> float:
+    """``cfg.identity_dropout``'s rate at ``step``: the stage's rate, decaying linearly to 0 over the stage."""
+    if not cfg.identity_dropout:
+        return 0.0
+    bounds = [0, *shrink_steps(cfg), cfg.steps]
+    stage = sum(1 for bound in bounds[1:-1] if bound <= step)
+    start, end = bounds[stage], bounds[stage + 1]
+    return cfg.identity_dropout[stage] * (1 - (step - start) / max(1, end - start))
 
 
 def annealed_temperature(start: float, end: float | None, progress: float) -> float:
@@ -245,6 +280,7 @@ class Darts(Strategy):
         weight_half, arch_half = run.data.sampler.halves()
         val_noisy, val_clean = (t.to(run.device) for t in run.data.val_batch(cfg.val_size))
         add_choice_layout(run.writer, arch.probabilities())
+        shrinking = shrink_steps(cfg)
 
         # channels-last: oneDNN's and cuDNN's convolutions run a search step ~1.3x faster in it
         run.supernet.to(memory_format=torch.channels_last)
@@ -260,7 +296,24 @@ class Darts(Strategy):
             generator = torch.Generator().manual_seed(1_000_003 * ctx.seed + 2 * step + stream)
             return {label: g.to(run.device) for label, g in arch.gumbel_noise(generator).items()}
 
+        dropout_generator = torch.Generator(run.device)
+        mixed_ops = [layer for layer in run.supernet.layers.values() if isinstance(layer, MixedOp)]
+        for layer in mixed_ops:
+            layer.generator = dropout_generator
+
+        def regularise(step: int, stream: int) -> None:
+            """Set the identity candidates' dropout rate for this step; its draws seeded by (seed, step, stream)."""
+            rate = identity_dropout_rate(cfg, step)
+            dropout_generator.manual_seed(1_000_003 * ctx.seed + 2 * step + stream)
+            for layer in mixed_ops:
+                layer.identity_dropout = rate
+
         for step in loop:
+            if step in shrinking:
+                dropped = arch.shrink(shrinking[step])
+                if dropped:
+                    text = "\n".join(f"{label}: {', '.join(ops)}" for label, ops in dropped.items())
+                    run.writer.add_text(f"{ctx.tag}/dropped", text, step)
             noisy, clean = batch(weight_half, step, ctx.seed)
             scalars: dict[str, float] = {}
             if step >= cfg.warmup:
@@ -272,6 +325,7 @@ class Darts(Strategy):
                 self._entropy_weight = cfg.entropy_penalty * progress
                 arch_batch = batch(arch_half, step, ctx.seed + 1, cfg.arch_batch or cfg.batch)
                 search.noise = sample(step, 1)
+                regularise(step, 1)
                 arch_loss = self._architecture_gradients(search, arch_batch, (noisy, clean),
                                                          xi=loop.optimizer.param_groups[0]["lr"])
                 ctx.check_loss(arch_loss, step, loop.last_saved)
@@ -280,6 +334,7 @@ class Darts(Strategy):
                 arch_optimizer.step()
                 scalars["arch_loss"] = arch_loss.item()
             search.noise = sample(step, 0)
+            regularise(step, 0)
             loss = F.mse_loss(search.weights_forward(noisy), clean)
             loop.backward(loss, step)
             done = loop.update(step)
@@ -289,6 +344,8 @@ class Darts(Strategy):
             if loop.due(done, cfg.val_every):
                 record.val_psnr.append([done, round(self._validate(search, val_noisy, val_clean), 4)])
                 ctx.scalar("supernet_val_psnr", record.val_psnr[-1][1], done)
+        for layer in mixed_ops:
+            layer.identity_dropout, layer.generator = 0.0, None
         return self._finish(ctx, arch, record)
 
     def _architecture_gradients(self, search: Search, arch_batch: tuple[Tensor, Tensor],

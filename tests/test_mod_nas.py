@@ -626,3 +626,106 @@ def test_hard_sample_runs_one_candidate_and_alpha_learns_through_its_weight() ->
     assert loss.item() == pytest.approx(sampled, rel=1e-5)
     p0 = 2 / 3
     torch.testing.assert_close(arch.alphas["op:c1"].grad, torch.tensor([sampled * p0 * (1 - p0), -sampled * p0 / 3]))
+
+
+def _three_candidates() -> ArchParameters:
+    g = nx.DiGraph(residual=False)
+    g.add_node("in", op="input", channels=1)
+    g.add_node("c1", op=["conv3x3", "conv5x5", "dilconv3x3"], channels=1)
+    g.add_node("out", op="output")
+    g.add_edges_from([("in", "c1"), ("c1", "out")])
+    arch = ArchParameters(SearchSpace(g))
+    with torch.no_grad():
+        arch.alphas["op:c1"].copy_(torch.tensor([0.0, math.log(3.0), math.log(2.0)]))  # softmax: 1/6, 1/2, 1/3
+    return arch
+
+
+def test_shrinking_drops_the_least_probable_candidates_for_good() -> None:
+    arch = _three_candidates()
+    assert arch.shrink(2) == {"op:c1": ["conv3x3"]}
+    assert arch.shrink(2) == {} and arch.shrink(2, kind="input") == {}
+    torch.testing.assert_close(arch.relaxed()["op:c1"], torch.tensor([0.0, 0.6, 0.4]))  # (3, 2) / 5
+    assert arch.probabilities()["op:c1"] == pytest.approx({"conv3x3": 0.0, "conv5x5": 0.6, "dilconv3x3": 0.4})
+    entropy = -(0.6 * math.log(0.6) + 0.4 * math.log(0.4))  # over the two left
+    assert float(arch.entropy().detach()) == pytest.approx(entropy)
+    (grad,) = torch.autograd.grad(arch.entropy() + arch.beta_regulariser(), [arch.alphas["op:c1"]])
+    assert grad[0] == 0 and torch.isfinite(grad).all()  # a dropped candidate gets no push
+    probe = torch.tensor([5.0, 1.0, -1.0])
+    (grad,) = torch.autograd.grad((arch.relaxed()["op:c1"] * probe).sum(), [arch.alphas["op:c1"]])
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.6 * 0.8, 0.4 * -1.2]))  # p_i (probe_i - p . probe)
+    noise = {"op:c1": torch.tensor([9.0, 0.0, 0.0])}  # a Gumbel draw cannot bring a dropped candidate back
+    assert arch.relaxed(noise, hard=True)["op:c1"][0] == 0
+    with torch.no_grad():
+        arch.alphas["op:c1"][0] = 5.0  # nor can its alpha
+    assert arch.derive(threshold=0.5)[0]["op:c1"] == "conv5x5"
+    restored = _three_candidates()
+    restored.load_state_dict(arch.state_dict())
+    assert restored.active.get_buffer("op:c1").tolist() == [False, True, True]
+    assert restored.shrink(1) == {"op:c1": ["dilconv3x3"]}
+
+
+def test_a_zero_weight_candidate_does_not_run() -> None:
+    layer = MixedOp(("conv3x3", "conv5x5", "sepconv3x3"), 4, 4)
+    x = torch.rand(2, 4, 8, 8)
+    weights = torch.tensor([0.0, 0.7, 0.3], requires_grad=True)
+    out = layer(x, weights, 4)
+    expected = 0.7 * layer(x, "conv5x5", 4) + 0.3 * layer(x, "sepconv3x3", 4)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert all(p.grad is None for p in layer.candidates["conv3x3"].parameters())
+    assert all(p.grad is not None for p in layer.candidates["conv5x5"].parameters())
+    assert weights.grad[0] == 0 and weights.grad[1] != 0
+
+
+def test_progressive_shrinking_runs_and_resumes(tmp_path) -> None:
+    from nasden.strategies.darts import shrink_steps
+    from nasden.testing.conformance import Interrupted, interrupt_after_first_checkpoint
+
+    assert shrink_steps(DartsConfig(steps=12, warmup=2, shrink=[2, 1])) == {5: 2, 8: 1}  # 10 steps in 3 stages
+    recipe = _search_recipe()
+    recipe["stages"][0].update(steps=12, warmup=2, shrink=[2, 1], checkpoint_every=6)
+    straight = execute(create_run(parse_recipe(recipe), tmp_path / "straight"), quiet=True)[0]
+    ops = {label: p for label, p in straight["largest_probability"].items() if label.startswith("op:")}
+    assert ops and all(p == 1.0 for p in ops.values())  # one candidate left in every op choice
+    assert any(p < 1.0 for label, p in straight["largest_probability"].items() if label.startswith("input:"))
+    resumed = create_run(parse_recipe(recipe), tmp_path / "resumed")
+    with interrupt_after_first_checkpoint(0), pytest.raises(Interrupted):  # at step 6, after the first shrink
+        execute(resumed, quiet=True)
+    saved = torch.load(resumed / "stages/00-darts/checkpoint.pt", weights_only=False)["module"]
+    masks = [mask for key, mask in saved.items() if key.startswith("arch.active.op:")]
+    assert masks and all(int(mask.sum()) == 2 for mask in masks)  # the checkpoint keeps what was dropped
+    assert execute(resumed, quiet=True)[0] == straight
+    for bad in ([2, 2], [0], [1, 2]):
+        with pytest.raises(ValueError, match="shrink"):
+            DartsConfig(shrink=bad)
+
+
+def test_identity_dropout_drops_the_skip_at_its_stage_rate() -> None:
+    from nasden.strategies.darts import identity_dropout_rate
+
+    cfg = DartsConfig(steps=12, warmup=2, shrink=[2, 1], identity_dropout=[0.1, 0.4, 0.7])  # stages [0,5) [5,8) [8,12)
+    rates = [identity_dropout_rate(cfg, step) for step in (0, 4, 5, 8, 10)]
+    assert rates == pytest.approx([0.1, 0.1 * (1 - 4 / 5), 0.4, 0.7, 0.7 * (1 - 2 / 4)])
+    assert identity_dropout_rate(DartsConfig(steps=12, warmup=2), 3) == 0.0
+    with pytest.raises(ValueError, match="identity_dropout"):
+        DartsConfig(shrink=[2], identity_dropout=[0.5])  # two stages need two rates
+    layer = MixedOp(("conv3x3", "identity"), 4, 4).requires_grad_(False)
+    layer.identity_dropout, layer.generator = 0.5, torch.Generator().manual_seed(0)
+    x, weights = torch.rand(2, 4, 16, 16) + 0.1, torch.tensor([0.5, 0.5])
+    skip = (layer(x, weights, 4) - 0.5 * layer(x, "conv3x3", 4)) / x  # 0.5 x kept / 0.5: 1 where kept, else 0
+    assert set(skip.round(decimals=4).unique().tolist()) == {0.0, 1.0}
+    assert float(skip.mean()) == pytest.approx(0.5, abs=0.05)
+    layer.generator.manual_seed(0)
+    torch.testing.assert_close((layer(x, weights, 4) - 0.5 * layer(x, "conv3x3", 4)) / x, skip)  # seeded draws
+    layer.eval()  # validation and extraction see the whole skip
+    torch.testing.assert_close(layer(x, weights, 4), 0.5 * layer(x, "conv3x3", 4) + 0.5 * x, rtol=1e-5, atol=1e-6)
+
+
+def test_identity_dropout_reaches_the_search(tmp_path) -> None:
+    space = {"name": "dncnn", "depth": 4, "channels": 4, "bn": False, "ops": ["conv3x3", "identity"]}
+    plain = execute(create_run(parse_recipe(_search_recipe(space=space)), tmp_path / "plain"), quiet=True)[0]
+    recipe = _search_recipe(space=space)
+    recipe["stages"][0]["identity_dropout"] = [0.5]
+    dropped = execute(create_run(parse_recipe(recipe), tmp_path / "dropped"), quiet=True)[0]
+    assert dropped["largest_probability"].keys() == plain["largest_probability"].keys()
+    assert dropped["largest_probability"] != plain["largest_probability"]

@@ -7,7 +7,10 @@ The relaxed forward runs that one convolution instead of one per candidate; it i
 autograd carries gradients to every weight ``w_i`` and every kernel ``K_i``. It collapses the
 candidates of smallest extent for which the one K×K convolution costs no more than running them
 apart (a dilated 5×5 has a 9×9 extent, so it runs on its own beside a collapsed 3×3/5×5/dilated 3×3).
-A one-hot weight vector (a hard Gumbel sample) runs its candidate alone: the others cost nothing and get no gradient.
+A candidate whose weight is exactly 0 does not run: a one-hot weight vector (a hard Gumbel sample) runs its
+candidate alone, and candidates a progressive search dropped (probability 0) cost nothing; they get no gradient.
+In training, ``identity_dropout`` > 0 drops the relaxed identity candidate's output elementwise at that rate
+(P-DARTS's regularisation against a search that collapses onto parameter-free skips), with ``generator``'s draws.
 """
 from __future__ import annotations
 
@@ -74,13 +77,23 @@ class MixedOp(nn.Module):
         super().__init__()
         self.pre_relu = pre_relu
         self.candidates = nn.ModuleDict({op: OPS.get(op).build(cin, cout, patterns) for op in ops})
-        self._plan = collapse_plan(list(self.candidates.values()))
+        self._plans: dict[tuple[int, ...], tuple[list[list[int]], list[int]]] = {}
+        self.identity_dropout = 0.0  # set by a search (P-DARTS); 0 in every other use
+        self.generator: torch.Generator | None = None
 
     def keep(self, ops: set[str]) -> None:
         """Drop every candidate op but ``ops`` (then only those run, by name)."""
         for name in [name for name in self.candidates if name not in ops]:
             del self.candidates[name]
-        self._plan = collapse_plan(list(self.candidates.values()))
+        self._plans = {}
+
+    def _plan(self, running: tuple[int, ...]) -> tuple[list[list[int]], list[int]]:
+        """:func:`collapse_plan` of the candidates ``running`` (their indices), cached per set."""
+        if running not in self._plans:
+            candidates = list(self.candidates.values())
+            groups, apart = collapse_plan([candidates[i] for i in running])
+            self._plans[running] = ([[running[i] for i in group] for group in groups], [running[i] for i in apart])
+        return self._plans[running]
 
     def reads_layouts(self, op: str | Tensor) -> bool:
         """Whether the layer can run ``op`` on a compact input (``forward``'s ``layout``)."""
@@ -104,11 +117,16 @@ class MixedOp(nn.Module):
         if isinstance(op, str):
             return self.candidates[op](x, out, nm)
         candidates = list(self.candidates.values())
-        chosen = op.detach().nonzero()
-        if len(chosen) == 1:  # one-hot (a hard sample): that candidate runs alone, times its weight (for the gradient)
-            i = int(chosen[0, 0])
-            return op[i] * candidates[i](x, out, nm)
-        groups, apart = self._plan if nm is None else ([], range(len(candidates)))
+        running = tuple(op.detach().nonzero().flatten().tolist())  # a weight of exactly 0: not run, no gradient
+        identity = list(self.candidates).index("identity") if "identity" in self.candidates else -1
+        dropping = self.training and self.identity_dropout > 0 and identity in running
+        if dropping:  # the identity runs apart, through its dropout
+            running = tuple(i for i in running if i != identity)
+        groups, apart = self._plan(running) if nm is None else ([], running)
         terms = [op[i] * candidates[i](x, out, nm) for i in apart]
         terms += [collapsed_conv(x, [op[i] for i in group], [candidates[i] for i in group], out) for group in groups]
+        if dropping:
+            y = candidates[identity](x, out, nm)
+            kept = torch.rand(y.shape, generator=self.generator, device=y.device) >= self.identity_dropout
+            terms.append(op[identity] * y * kept / (1 - self.identity_dropout))
         return sum(terms[1:], terms[0])
