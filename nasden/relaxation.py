@@ -48,6 +48,12 @@ class ArchParameters(nn.Module):
             self.active.register_buffer(label, torch.ones(len(alpha), dtype=torch.bool))
         self.temperature = 1.0  # of the softmax; a search may anneal it towards 0 to sharpen its decisions
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """A checkpoint from before progressive shrinking has no ``active`` masks: every candidate is active."""
+        for label, alpha in self.alphas.items():
+            state_dict.setdefault(f"{prefix}active.{label}", torch.ones(len(alpha), dtype=torch.bool))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def relaxed(self, noise: Mapping[str, Tensor] | None = None, hard: bool = False) -> Architecture:
         """The relaxed architecture the supernet runs: probabilities and per-channel scales.
 

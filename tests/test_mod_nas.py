@@ -662,6 +662,9 @@ def test_shrinking_drops_the_least_probable_candidates_for_good() -> None:
     restored.load_state_dict(arch.state_dict())
     assert restored.active.get_buffer("op:c1").tolist() == [False, True, True]
     assert restored.shrink(1) == {"op:c1": ["dilconv3x3"]}
+    older = {key: value for key, value in arch.state_dict().items() if not key.startswith("active.")}
+    restored.load_state_dict(older)  # a checkpoint from before shrinking: every candidate active
+    assert restored.active.get_buffer("op:c1").all()
 
 
 def test_a_zero_weight_candidate_does_not_run() -> None:
