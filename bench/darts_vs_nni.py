@@ -41,7 +41,14 @@ SPACE = {"name": "dncnn", "depth": 8, "channels": 32, "bn": False, "ops": OPS}
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _data(args: argparse.Namespace) -> dict[str, Any]:
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options :func:`data_options` reads (patches per step and their size) and the CPU threads."""
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
     train = str(SHARED / "train400") if (SHARED / "train400").is_dir() else "builtin"
     val = str(SHARED / "set12") if (SHARED / "set12").is_dir() else "builtin"
     return {"train": train, "val": val, "noise": {"kind": "gaussian", "sigma": 25}, "patch": args.patch,
@@ -83,7 +90,7 @@ def _nasden_search(args: argparse.Namespace, out: Any) -> None:
     stage = {"strategy": "darts", "steps": args.steps, "warmup": args.warmup, "log_every": args.steps,
              "val_every": max(1, args.steps // 4), "checkpoint_every": args.steps, "val_size": 128,
              **json.loads(args.darts)}
-    recipe = parse_recipe({"name": "darts-bench", "seed": args.seed, "device": "cpu", "data": _data(args),
+    recipe = parse_recipe({"name": "darts-bench", "seed": args.seed, "device": "cpu", "data": data_options(args),
                            "space": SPACE, "stages": [stage]}, "<bench>")
     run = RunContext(recipe, create_run(recipe, Path(tempfile.mkdtemp()) / "run"), quiet=True)
     run.data.sampler, run.data.val  # load the images before measuring
@@ -102,7 +109,7 @@ def _nni_batches(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
     from nasden.data import DataConfig, RunData
     from nasden.recipe import convert
 
-    config = convert(DataConfig, _data(args), "data")
+    config = convert(DataConfig, data_options(args), "data")
     weights, arch = RunData(config, 1, 0).sampler.halves()
     w = [weights.batch(step, stream=1) for step in range(args.steps)]
     a = [arch.batch(step, stream=2) for step in range(args.steps)]
@@ -203,7 +210,7 @@ def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.
     from nasden.supernet import Supernet
 
     space = build_space(space_options)
-    data = RunData(convert(DataConfig, _data(args), "data"), 1, 0)
+    data = RunData(convert(DataConfig, data_options(args), "data"), 1, 0)
     torch.manual_seed(args.seed)
     model = extract(Supernet(space), arch).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -246,9 +253,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=150)
     parser.add_argument("--retrain", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    add_data_arguments(parser)
     parser.add_argument("--darts", default="{}", help="further options of nasden's darts stage, as JSON")
     parser.add_argument("--no-nni", action="store_true", help="nasden's search only")
     parser.add_argument("--name", default="darts_vs_nni", help="results file name (default darts_vs_nni)")
@@ -256,7 +261,7 @@ def main() -> None:
                         "initialisation (the training patches and the held-out noise stay those of seed 0)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {"setup": {"space": SPACE, "data": _data(args), "steps": args.steps,
+    results: dict[str, Any] = {"setup": {"space": SPACE, "data": data_options(args), "steps": args.steps,
                                          "nasden_warmup": args.warmup, "retrain_steps": args.retrain,
                                          "nasden_darts_options": json.loads(args.darts), "seed": args.seed}}
     print("nasden DARTS ...", flush=True)

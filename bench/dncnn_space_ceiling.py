@@ -14,7 +14,7 @@ import argparse
 from typing import Any
 
 import torch
-from darts_vs_nni import SPACE, plain_conv3x3, retrain
+from darts_vs_nni import SPACE, add_data_arguments, plain_conv3x3, retrain
 
 from record import write_json
 
@@ -31,9 +31,7 @@ CANDIDATES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrain", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    add_data_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="the retrained networks' initialisation")
     parser.add_argument("--name", default="dncnn_space_ceiling", help="results file name")
     args = parser.parse_args()

@@ -26,7 +26,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from darts_vs_nni import OPS, SPACE, _data
+from darts_vs_nni import OPS, SPACE, add_data_arguments, data_options
 
 from nasden.data import DataConfig, RunData
 from nasden.recipe import build_space, convert
@@ -48,7 +48,7 @@ def train(mode: str, bn: bool, args: argparse.Namespace) -> dict[str, float]:
         with torch.no_grad():
             for alpha in search.arch.alphas.values():
                 alpha[0] = 1.0
-    data = RunData(convert(DataConfig, _data(args), "data"), 1, 0)
+    data = RunData(convert(DataConfig, data_options(args), "data"), 1, 0)
     optimizer = torch.optim.Adam(search.supernet.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     tail, noisy_tail = [], []
@@ -71,9 +71,7 @@ def train(mode: str, bn: bool, args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=2)
+    add_data_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results: dict[str, dict[str, dict[str, float]]] = {}

@@ -297,16 +297,18 @@ class Darts(Strategy):
             return {label: g.to(run.device) for label, g in arch.gumbel_noise(generator).items()}
 
         dropout_generator = torch.Generator(run.device)
-        mixed_ops = [layer for layer in run.supernet.layers.values() if isinstance(layer, MixedOp)]
+        mixed_ops = [layer for layer in run.supernet.layers.values()
+                     if cfg.identity_dropout and isinstance(layer, MixedOp)]
         for layer in mixed_ops:
             layer.generator = dropout_generator
 
         def regularise(step: int, stream: int) -> None:
             """Set the identity candidates' dropout rate for this step; its draws seeded by (seed, step, stream)."""
-            rate = identity_dropout_rate(cfg, step)
+            if not mixed_ops:
+                return
             dropout_generator.manual_seed(1_000_003 * ctx.seed + 2 * step + stream)
             for layer in mixed_ops:
-                layer.identity_dropout = rate
+                layer.identity_dropout = identity_dropout_rate(cfg, step)
 
         for step in loop:
             if step in shrinking:
