@@ -199,12 +199,15 @@ def _in_process(target: Any, *args: Any) -> dict[str, Any]:
     return result
 
 
-def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Train ``arch`` from scratch (Adam 1e-3 → 1e-6 cosine, MSE) and score it on the held-out images."""
+def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.Namespace,
+            weight_init: str = "default") -> dict[str, Any]:
+    """Train ``arch`` from scratch (weights drawn by ``weight_init``; Adam 1e-3 → 1e-6 cosine, MSE) and score it on
+    the held-out images."""
     from nasden.cost import cost
     from nasden.data import DataConfig, RunData
     from nasden.evaluation import score
     from nasden.extract import extract
+    from nasden.initialisation import initialise
     from nasden.recipe import build_space, convert
     from nasden.schedule import cosine_lr, set_lr
     from nasden.supernet import Supernet
@@ -212,7 +215,9 @@ def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.
     space = build_space(space_options)
     data = RunData(convert(DataConfig, data_options(args), "data"), 1, 0)
     torch.manual_seed(args.seed)
-    model = extract(Supernet(space), arch).train()
+    supernet = Supernet(space)
+    initialise(supernet, weight_init)
+    model = extract(supernet, arch).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
     for step in range(args.retrain):
@@ -277,16 +282,19 @@ def main() -> None:
         for name, scale in (("nni", 1.0), ("nni_loss_x1000", 1000.0)):
             print(f"{name} DARTS ...", flush=True)
             results[name] = _in_process(_nni_search, args, scale)
+    # the search's initialisation for every network retrained here, so the plain net is not handicapped
+    weight_init = json.loads(args.darts).get("weight_init", "default")
     derived = {"nasden": (results["nasden"]["arch"], SPACE)}
     if has_nni:
         derived["nni"] = (results["nni"]["arch"], SPACE)
     for name, (arch, options) in derived.items():
         print(f"retraining {name} ...", flush=True)
-        results[name]["retrained"] = retrain(arch, options, args)
+        results[name]["retrained"] = retrain(arch, options, args, weight_init)
         results[name]["identity_layers"] = _identity_count(arch)
     plain_options, plain_arch = plain_conv3x3(results["nasden"]["retrained"]["flops_per_pixel"])
     print("retraining the plain conv 3×3 net ...", flush=True)
-    results["plain_conv3x3"] = {"space": plain_options, "retrained": retrain(plain_arch, plain_options, args)}
+    results["plain_conv3x3"] = {"space": plain_options,
+                                "retrained": retrain(plain_arch, plain_options, args, weight_init)}
     if has_nni:
         results["nni_loss_x1000"]["identity_layers"] = _identity_count(results["nni_loss_x1000"]["arch"])
         results["ratios"] = {

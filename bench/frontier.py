@@ -259,20 +259,24 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
 
 
 # -- entries ---------------------------------------------------------------------------------------
-def train_stage(arch: Any, lr: float = LR) -> dict[str, Any]:
-    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam at ``lr``, MSE."""
-    return {"strategy": "train", "arch": arch, "lr": lr, "loss": "mse"}
+def train_stage(arch: Any, lr: float = LR, weight_init: str = "default") -> dict[str, Any]:
+    """The training stage every entry uses: ``arch`` (an architecture, ``largest`` or ``auto``), Adam at ``lr``, MSE,
+    fresh weights drawn by ``weight_init``."""
+    return {"strategy": "train", "arch": arch, "lr": lr, "loss": "mse",
+            **({"weight_init": weight_init} if weight_init != "default" else {})}
 
 
-def static(family: str, size: int, lr: float = LR) -> Callable[[Entry], dict[str, Any]]:
+def static(family: str, size: int, lr: float = LR, weight_init: str = "default") -> Callable[[Entry], dict[str, Any]]:
     def make(entry: Entry) -> dict[str, Any]:
         base, option, _ = STATIC[family]
         space = {**base, option: size}
         arch = plain_arch(space)
-        run_dir, _ = entry.run(space, [train_stage(arch, lr)], {0: 1.0})
-        # another learning rate is a diagnostic of the yardstick's training, not a point of its frontier
+        run_dir, _ = entry.run(space, [train_stage(arch, lr, weight_init)], {0: 1.0})
+        # another learning rate is a diagnostic of the yardstick's training, not a point of its frontier; another
+        # initialisation is a hand-designed network like the others
         kind = "static" if lr == LR else f"diagnostic: lr {lr:g},"
-        return {"family": f"{kind} {family}", "space": space, "run_dir": str(run_dir)}
+        init = "" if weight_init == "default" else f" ({weight_init} init)"
+        return {"family": f"{kind} {family}{init}", "space": space, "run_dir": str(run_dir)}
     return make
 
 
@@ -283,6 +287,7 @@ UNIFORM = {"widths": "uniform"}  # widths scaled uniformly to the FLOPs target, 
 PER_FLOP = {"widths": "per_flop"}  # the channels most important per FLOP (|scale| relative within its layer)
 TAYLOR = {"widths": "taylor"}  # the channels whose removal costs the most loss per FLOP (Taylor, from gradients)
 SHRINK = {"shrink": [3, 2]}  # P-DARTS: every op choice keeps its 3, then its 2 most probable candidates
+SIGNAL = {"weight_init": "he", "mixing": "rms"}  # a supernet whose coarse levels pass signal and alpha gradients
 EVIDENCE = {"evidence": 2.0}  # ops and inputs whose alpha gradients pushed under 2x the noise floor: the reference
 SHORT_SEARCH = "mod_nas_growth_30k_short_search"  # the best searched entry (σ 25, budget 1)
 
@@ -488,6 +493,17 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     # the later steps, running fewer candidates, cost less), and for the better?
     f"{SHORT_SEARCH}_shrink": mod_nas(30e3, {**DECIDED, **UNIFORM, **SHRINK}, inherit=True, space=MOD_NAS_GROWTH_SPACE,
                                       search_share=0.2),
+    # He's initialisation and mixing by the weights' L2 norm: at the default initialisation the coarse levels'
+    # alpha gradients are 1e-6 to 1e-14 (bench/signal_propagation.py), under Adam's epsilon, so those choices never
+    # move; do they decide, and for the better, once the signal reaches them?
+    f"{SHORT_SEARCH}_signal": mod_nas(30e3, {**DECIDED, **UNIFORM, **SIGNAL}, inherit=True, space=MOD_NAS_GROWTH_SPACE,
+                                      search_share=0.2),
+    # and with 6x the architecture learning rate: 48 steps at 1e-2 move an alpha by 0.48 at most, too little for a
+    # softmax over six candidates to pass 0.5; once the signal reaches every level, do the choices decide, and well?
+    f"{SHORT_SEARCH}_signal_lr6x": mod_nas(30e3, {**DECIDED, **UNIFORM, **SIGNAL, "arch_lr": 6e-2, "arch_lr_min": 6e-3},
+                                           inherit=True, space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
+    # the same initialisation for the frontier's best hand-made network: what He's initialisation alone is worth
+    "static_unet_doubling_8_he": static("unet_doubling", 8, weight_init="he"),
     # only the choices the search measured a steady push for stand: does it keep the skips that paid, and drop the rest?
     "mod_nas_growth_30k_evidence": mod_nas(30e3, {**DECIDED, **UNIFORM, **EVIDENCE}, inherit=True,
                                            space=MOD_NAS_GROWTH_SPACE),

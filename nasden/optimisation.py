@@ -3,15 +3,17 @@
     loop = Optimisation(ctx, model, steps=1000, lr=1e-3, lr_min=1e-6, checkpoint_every=200)
     for step in loop:                 # learning rate set, gradients zeroed
         loop.backward(loss_of(step), step)
-        done = loop.update(step)      # optimiser step; checkpoint when due
+        done = loop.update(step)      # optimiser step
         loop.log(done, {"loss": ...})
         if loop.due(done, val_every):
             validate()
+                                      # checkpoint when due, once the step's body has run
     if loop.resumed_after_end:        # no step ran: validate what the checkpoint holds
         validate()
 
-The module's and optimiser's state and the step are the stage checkpoint: a resumed stage
-continues at the step after the last checkpoint with exactly the state it had.
+The module's and optimiser's state, the companions and the step are the stage checkpoint, written after the
+whole body of a step (so a validation recorded at a checkpoint's step is in it): a resumed stage continues at the
+step after the last checkpoint with exactly the state it had.
 
 In a data-parallel stage under torchrun (``ctx.shard``), every process starts from rank 0's state,
 gradients are averaged over the processes before each optimiser step and BatchNorm statistics
@@ -73,6 +75,7 @@ class Optimisation:
                 set_lr(self.optimizer, cosine_lr(step, self.steps, self.lr, self.lr_min))
                 self.optimizer.zero_grad(set_to_none=True)
                 yield step
+                self._checkpoint(step + 1)
 
     def backward(self, loss: Tensor, step: int) -> None:
         """Stop the stage on a NaN or infinite loss (keeping the last checkpoint), else backpropagate."""
@@ -80,20 +83,22 @@ class Optimisation:
         loss.backward()
 
     def update(self, step: int) -> int:
-        """Take the optimiser step, write the checkpoint when due; returns the number of steps done."""
+        """Take the optimiser step; returns the number of steps done."""
         if self.ctx.shard:
             distributed.average_gradients(self.parameters)
         self.optimizer.step()
         if self.ctx.shard:
             distributed.average_buffers(self.module)
         self.bar.update()
-        done = step + 1
+        return step + 1
+
+    def _checkpoint(self, done: int) -> None:
+        """Write the checkpoint after ``done`` steps when due (every ``checkpoint_every`` and after the last)."""
         if done % self.checkpoint_every == 0 or done == self.steps:
             self.ctx.save_checkpoint({"step": done, "module": self.module.state_dict(),
                                       "optimizer": self.optimizer.state_dict(), "processes": self.processes,
                                       "companions": {name: c.state_dict() for name, c in self.companions.items()}})
             self.last_saved = done
-        return done
 
     def due(self, done: int, every: int) -> bool:
         """Whether something done every ``every`` steps (validation, logging) is due after ``done`` steps:

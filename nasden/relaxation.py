@@ -29,9 +29,9 @@ class ArchParameters(nn.Module):
     """The architecture parameters of a space: ``alphas`` per op/input label, ``scales`` per width label, and
     ``active`` per op/input label (a boolean buffer: the candidates still in the search)."""
 
-    def __init__(self, space: SearchSpace, init_std: float = 1e-3):
+    def __init__(self, space: SearchSpace, init_std: float = 1e-3, rms_mixing: bool = False):
         super().__init__()
-        self.space = space
+        self.space, self.rms_mixing = space, rms_mixing
         choices = space.choices()
         # N:M patterns are not relaxed: they stay at their densest (a ClassPruning stage decides them)
         self.fixed = {label: choice.largest() for label, choice in choices.items() if choice.kind == "nm"}
@@ -61,10 +61,14 @@ class ArchParameters(nn.Module):
         softmax((alpha + g) / temperature) (SNAS). ``hard`` makes it one-hot at its largest entry in the forward
         pass while its gradient stays the soft one's (GDAS's straight-through estimator): the supernet runs one
         path, the sampled one, or without noise the most probable one, and alpha's gradient reaches each choice
-        through the weight of the candidate that ran."""
+        through the weight of the candidate that ran. With ``rms_mixing`` an op choice's weights are divided by
+        their L2 norm: the candidates' independent outputs then sum to their own scale, not to 1/√K of it."""
+        choices = self.space.choices()
         arch: Architecture = {}
         for label in self.alphas:
             soft = torch.softmax(self.logits(label, None if noise is None else noise[label]) / self.temperature, 0)
+            if self.rms_mixing and not hard and choices[label].kind == "op":
+                soft = soft / soft.norm()
             if hard:
                 one_hot = torch.zeros_like(soft).scatter_(0, soft.detach().argmax().view(1), 1.0)
                 soft = one_hot + soft - soft.detach()
@@ -120,6 +124,26 @@ class ArchParameters(nn.Module):
         a label close and stops parameter-free candidates from winning early on their own."""
         terms = [torch.logsumexp(self.logits(label), 0) for label in self.alphas]
         return sum(terms, 0.0) / max(1, len(terms))
+
+    def expected_flops(self) -> Tensor:
+        """The expected FLOPs per pixel of the relaxed op and input choices (softmax at the current temperature): the
+        space's largest architecture plus, per choice, its candidates' price (:meth:`candidate_flops`) weighted by
+        their probabilities. Linear: two choices' changes add up, and widths stay at their widest."""
+        reference = cost(self.space, self.space.largest()).flops_per_pixel
+        changes = [(torch.softmax(self.logits(label) / self.temperature, 0) * (flops.to(self.alphas[label].device)
+                                                                              - reference)).sum()
+                   for label, flops in self.candidate_flops().items()]
+        return reference + sum(changes, torch.zeros(()))  # a 0-dim CPU tensor adds to one on any device
+
+    def candidate_flops(self) -> dict[str, Tensor]:
+        """Per op and input choice: the FLOPs per pixel of the space's largest architecture with that choice set to each
+        of its candidates (computed once)."""
+        if not hasattr(self, "_candidate_flops"):
+            largest, choices = self.space.largest(), self.space.choices()
+            self._candidate_flops = {
+                label: torch.tensor([cost(self.space, {**largest, label: value}).flops_per_pixel
+                                     for value in choices[label].values]) for label in self.alphas}
+        return self._candidate_flops
 
     def width_penalty(self) -> Tensor | float:
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""

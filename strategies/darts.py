@@ -33,6 +33,7 @@ from torch import Tensor
 from nasden import distributed
 from nasden.cost import cost
 from nasden.evaluation import psnr_per_image
+from nasden.initialisation import WEIGHT_INITS, WeightInit, initialise
 from nasden.ops.mixed import MixedOp
 from nasden.optimisation import Optimisation
 from nasden.plots import network_figure, save_png
@@ -60,7 +61,17 @@ class DartsConfig:
     default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
-    adds β-DARTS's mean logsumexp(α). ``sampling``: ``softmax`` (MoD-NAS: every candidate, weighted), ``gumbel``
+    adds β-DARTS's mean logsumexp(α). ``flops_penalty`` β (0: off) prices the candidates (FBNet's loss, MSE × FLOPs^β,
+    in log form): it adds β · log of the expected FLOPs per pixel under the op and input softmaxes
+    (:meth:`ArchParameters.expected_flops`), so with β = 0.1 a candidate that doubles the network's FLOPs must cut
+    its MSE by 7% (0.3 dB) to win; a ``flops_target`` derivation then spends what cheaper ops save on width.
+    ``weight_init``: the supernet's weights redrawn before the search (replacing what an earlier stage trained),
+    ``he`` or PyTorch's ``default`` (:mod:`nasden.initialisation`); ``mixing``: ``sum`` (MoD-NAS Eq. 7: Σ p_k o_k)
+    or ``rms`` (Σ p_k o_k / ‖p‖₂: the sum of K independent candidates at uniform p keeps its input's scale instead
+    of shrinking √K-fold per layer, and a one-hot p runs its candidate unchanged; :meth:`ArchParameters.relaxed`).
+    With both, the coarse levels of a deep BN-free supernet pass their signal and their architecture gradients
+    (bench/signal_propagation.py).
+    ``sampling``: ``softmax`` (MoD-NAS: every candidate, weighted), ``gumbel``
     (SNAS: each step, weight and architecture steps alike, a Gumbel-softmax sample of every op and input choice at
     the current temperature) or ``gumbel_hard`` (GDAS: the sample made one-hot, straight-through; only the sampled
     path runs, so a step costs one candidate per layer, the weights train that path alone and α learns what its loss
@@ -101,10 +112,13 @@ class DartsConfig:
     evidence: float = 0.0
     widths: Literal["scales", "uniform", "per_flop", "taylor"] = "scales"
     sampling: Literal["softmax", "gumbel", "gumbel_hard"] = "softmax"
+    weight_init: WeightInit = "default"
+    mixing: Literal["sum", "rms"] = "sum"
     temperature: float = 1.0
     temperature_min: float | None = None
     entropy_penalty: float = 0.0
     beta_penalty: float = 0.0
+    flops_penalty: float = 0.0
     shrink: list[int] = field(default_factory=list)
     identity_dropout: list[float] = field(default_factory=list)
     group: int = 8
@@ -125,8 +139,9 @@ class DartsConfig:
             raise ValueError("width_penalty and threshold: expected numbers in [0, 100]")
         if not 0.01 <= self.temperature <= 100 or not 0.01 <= (self.temperature_min or self.temperature) <= 100:
             raise ValueError("temperature and temperature_min: expected numbers in [0.01, 100]")
-        if not all(0 <= getattr(self, name) <= 100 for name in ("entropy_penalty", "beta_penalty", "evidence")):
-            raise ValueError("entropy_penalty, beta_penalty and evidence: expected numbers in [0, 100]")
+        penalties = ("entropy_penalty", "beta_penalty", "flops_penalty", "evidence")
+        if not all(0 <= getattr(self, name) <= 100 for name in penalties):
+            raise ValueError(f"{', '.join(penalties)}: expected numbers in [0, 100]")
         thresholds = self.decided if isinstance(self.decided, dict) else {"op": self.decided}
         if not set(thresholds) <= {"op", "input"} or not all(
                 isinstance(p, (int, float)) and 0 <= p <= 1 for p in thresholds.values()):
@@ -136,6 +151,10 @@ class DartsConfig:
                                                                                and self.flops_target is None):
             raise ValueError(f"widths: expected 'scales', or 'uniform' / 'per_flop' / 'taylor' with a flops_target, "
                              f"got {self.widths!r}")
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"weight_init: expected one of {', '.join(WEIGHT_INITS)}, got {self.weight_init!r}")
+        if self.mixing not in ("sum", "rms"):
+            raise ValueError(f"mixing: expected 'sum' or 'rms', got {self.mixing!r}")
         if self.sampling not in ("softmax", "gumbel", "gumbel_hard"):
             raise ValueError(f"sampling: expected 'softmax', 'gumbel' or 'gumbel_hard', got {self.sampling!r}")
         if any(k < 1 for k in self.shrink) or any(a <= b for a, b in zip(self.shrink, self.shrink[1:])):
@@ -265,8 +284,9 @@ class Darts(Strategy):
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
-        arch = ArchParameters(run.space).to(run.device)
+        arch = ArchParameters(run.space, rms_mixing=cfg.mixing == "rms").to(run.device)
         arch.temperature = cfg.temperature
+        initialise(run.supernet, cfg.weight_init)  # before a resume restores the checkpoint's weights
         search = Search(run.supernet, arch, hard=cfg.sampling == "gumbel_hard")
         self._entropy_weight = 0.0
         self._saliency = TaylorSaliency(arch)
@@ -353,13 +373,13 @@ class Darts(Strategy):
     def _architecture_gradients(self, search: Search, arch_batch: tuple[Tensor, Tensor],
                                 weight_batch: tuple[Tensor, Tensor], xi: float) -> Tensor:
         """Set the architecture parameters' gradients (first or second order); returns the architecture loss:
-        log MSE on the architecture half plus the width penalty."""
+        log MSE on the architecture half plus the width penalty (and the sharpening and FLOPs terms that are on)."""
         arch = search.arch
 
         def architecture_loss() -> Tensor:
             return torch.log(F.mse_loss(search(arch_batch[0]), arch_batch[1])) + \
                 self.config.width_penalty * arch.width_penalty() + self._entropy_weight * arch.entropy() + \
-                self.config.beta_penalty * arch.beta_regulariser()
+                self.config.beta_penalty * arch.beta_regulariser() + self._flops_term(arch)
 
         if self.config.order == "second":  # the virtual step uses the weights' learning rate xi
             return unrolled_arch_gradients(search, lambda: F.mse_loss(search(weight_batch[0]), weight_batch[1]),
@@ -371,6 +391,11 @@ class Darts(Strategy):
         for parameter, grad in zip(arch.parameters(), grads):
             parameter.grad = grad
         return loss.detach()
+
+    def _flops_term(self, arch: ArchParameters) -> Tensor | float:
+        """β · log E[FLOPs per pixel] (``flops_penalty``), 0 when it is off."""
+        beta = self.config.flops_penalty
+        return beta * torch.log(arch.expected_flops()) if beta else 0.0
 
     @torch.no_grad()
     def _validate(self, search: Search, noisy: Tensor, clean: Tensor) -> float:

@@ -14,6 +14,7 @@ from nasden.evaluation import score
 from nasden.extract import extract
 from nasden.final import static_spec
 from nasden.inference import denoise
+from nasden.initialisation import WEIGHT_INITS, WeightInit, initialise
 from nasden.metrics import psnr
 from nasden.noise import NoiseConfig
 from nasden.optimisation import Optimisation
@@ -32,6 +33,7 @@ DEFAULT_STEPS = 1000
 class TrainConfig:
     """``arch``: auto (the architecture an earlier stage chose, else the largest), largest, smallest,
     or an explicit ``{label: value}``. ``init``: scratch (fresh weights) or supernet (its weights).
+    ``weight_init``: how fresh weights are drawn, PyTorch's ``default`` or ``he`` (:mod:`nasden.initialisation`).
     The learning rate follows a cosine from ``lr`` to ``lr_min``. ``sigma``: train and validate at this
     AWGN level instead of the recipe's noise (MoD-NAS retrains one searched network per σ). ``compute``: a
     training compute in FLOPs instead of ``steps``; the steps follow from the architecture once it is known
@@ -45,6 +47,7 @@ class TrainConfig:
     loss: Literal["mse", "l1"] = "mse"
     arch: Literal["auto", "largest", "smallest"] | dict[str, Any] = "auto"
     init: Literal["scratch", "supernet"] = "scratch"
+    weight_init: WeightInit = "default"
     batch: int | None = None
     checkpoint_every: int = 200
     val_every: int = 250
@@ -64,6 +67,9 @@ class TrainConfig:
             raise ValueError(f"sigma: expected an AWGN level in [0, 255], got {self.sigma}")
         if self.batch is not None and not 1 <= self.batch <= 100_000:
             raise ValueError(f"batch: expected an integer in [1, 1e5], got {self.batch}")
+        if self.weight_init not in WEIGHT_INITS or (self.weight_init != "default" and self.init == "supernet"):
+            raise ValueError(f"weight_init: expected one of {', '.join(WEIGHT_INITS)}, for fresh weights (init: "
+                             f"scratch), got {self.weight_init!r} with init: {self.init}")
 
 
 def choose_arch(ctx: RunContext, setting: str | dict[str, Any]) -> Architecture:
@@ -118,7 +124,12 @@ class Train(Strategy):
         arch = choose_arch(run, cfg.arch)
         c = cost(run.space, arch)
         steps = cfg.steps if cfg.compute is None else self._steps_for_compute(run, c.flops_per_pixel)
-        source = run.supernet if cfg.init == "supernet" else Supernet(run.space).to(run.device)
+        if cfg.init == "supernet":
+            source = run.supernet
+        else:
+            source = Supernet(run.space)
+            initialise(source, cfg.weight_init)
+            source.to(run.device)
         model = extract(source, arch).to(run.device).train()
         loop = Optimisation(ctx, model, steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss

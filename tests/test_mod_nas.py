@@ -548,6 +548,82 @@ def test_temperature_entropy_and_beta_change_alpha_as_computed_by_hand() -> None
     assert annealed_temperature(1.0, None, 0.7) == 1.0 and annealed_temperature(2.0, 0.5, 1.5) == 0.5
 
 
+def test_expected_flops_prices_each_candidate_and_pushes_towards_the_cheaper() -> None:
+    arch = _two_candidates()  # conv 3x3 / 5x5, one channel: 18 / 50 FLOPs per pixel, probabilities 1/4, 3/4
+    torch.testing.assert_close(arch.candidate_flops()["op:c1"], torch.tensor([18.0, 50.0]))
+    expected = arch.expected_flops()
+    assert float(expected) == pytest.approx(0.25 * 18 + 0.75 * 50)  # 42
+    (grad,) = torch.autograd.grad(torch.log(expected), [arch.alphas["op:c1"]])
+    # d log E / d alpha_k = p_k (F_k - E) / E: descending it raises the cheaper candidate's alpha
+    torch.testing.assert_close(grad, torch.tensor([0.25 * (18 - 42) / 42, 0.75 * (50 - 42) / 42]))
+    arch.shrink(1)  # the 3x3 dropped (less probable): the 5x5 for sure, and nothing left to push
+    assert float(arch.expected_flops()) == pytest.approx(50.0)
+
+
+def test_a_flops_penalty_makes_the_search_choose_cheap_candidates(tmp_path) -> None:
+    recipe = _search_recipe()
+    recipe["stages"][0]["flops_penalty"] = 100.0  # prices far above what 15 steps of log MSE can say
+    summary = execute(create_run(parse_recipe(recipe), tmp_path / "priced"), quiet=True)[0]
+    arch = ArchParameters(build_space(recipe["space"]))
+    priced = 0
+    for label, flops in arch.candidate_flops().items():
+        if len(set(flops.tolist())) > 1:  # a choice whose candidates cost differently: a cheapest one won
+            chosen = arch.space.choices()[label].values.index(summary["arch"][label])
+            assert flops[chosen] == flops.min(), label
+            priced += 1
+    assert priced == 5  # every choice of the toy space: its input, and four ops
+    with pytest.raises(ValueError, match="flops_penalty"):
+        DartsConfig(flops_penalty=-1.0)
+
+
+def test_rms_mixing_divides_an_op_choices_weights_by_their_l2_norm() -> None:
+    arch = _two_candidates()  # softmax (1/4, 3/4), L2 norm sqrt(10)/4
+    arch.rms_mixing = True
+    torch.testing.assert_close(arch.relaxed()["op:c1"], torch.tensor([1 / math.sqrt(10), 3 / math.sqrt(10)]))
+    torch.testing.assert_close(arch.relaxed(hard=True)["op:c1"], torch.tensor([0.0, 1.0]))  # one path: unchanged
+    with torch.no_grad():
+        arch.alphas["op:c1"].copy_(torch.tensor([0.0, 50.0]))  # one-hot in effect: the candidate runs at weight 1
+    torch.testing.assert_close(arch.relaxed()["op:c1"], torch.tensor([0.0, 1.0]))
+    space = mod_unet(levels=1, channels=8, layers=3)
+    relaxed = ArchParameters(space, rms_mixing=True).relaxed()
+    for label, weights in relaxed.items():
+        if label.startswith("input:"):  # inputs are correlated, not independent: their mixing stays a mean
+            torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+        elif label.startswith("op:"):
+            torch.testing.assert_close(weights.norm(), torch.tensor(1.0))
+
+
+def test_a_validation_at_a_checkpoint_step_is_in_the_checkpoint(tmp_path) -> None:
+    from nasden.testing.conformance import Interrupted, interrupt_after_first_checkpoint
+
+    recipe = _search_recipe()
+    recipe["stages"][0]["checkpoint_every"] = 10  # = val_every: the checkpoint at step 10 follows its validation
+    straight = execute(create_run(parse_recipe(recipe), tmp_path / "straight"), quiet=True)[0]
+    assert [step for step, _ in straight["supernet_val_psnr"]] == [10, 20]
+    resumed = create_run(parse_recipe(recipe), tmp_path / "resumed")
+    with interrupt_after_first_checkpoint(0), pytest.raises(Interrupted):
+        execute(resumed, quiet=True)
+    assert execute(resumed, quiet=True)[0] == straight
+
+
+def test_signal_options_reach_the_search_and_resume(tmp_path) -> None:
+    from nasden.testing.conformance import Interrupted, interrupt_after_first_checkpoint
+
+    plain = execute(create_run(parse_recipe(_search_recipe()), tmp_path / "plain"), quiet=True)[0]
+    recipe = _search_recipe()
+    recipe["stages"][0].update(weight_init="he", mixing="rms", checkpoint_every=8)
+    straight = execute(create_run(parse_recipe(recipe), tmp_path / "straight"), quiet=True)[0]
+    assert straight["largest_probability"].keys() == plain["largest_probability"].keys()
+    assert straight["largest_probability"] != plain["largest_probability"]
+    resumed = create_run(parse_recipe(recipe), tmp_path / "resumed")
+    with interrupt_after_first_checkpoint(0), pytest.raises(Interrupted):
+        execute(resumed, quiet=True)
+    assert execute(resumed, quiet=True)[0] == straight  # the checkpoint's weights, not a second He draw
+    for bad in ({"mixing": "mean"}, {"weight_init": "xavier"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            DartsConfig(**bad)
+
+
 def test_the_sharpening_options_reach_the_search(tmp_path) -> None:
     plain = _search_recipe()
     sharp = _search_recipe()

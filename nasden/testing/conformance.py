@@ -204,17 +204,25 @@ def _check_files(strategy: str, run_dir: Path, stage: int, renamed: set[Path]) -
             assert path.resolve() in renamed, f"{strategy} wrote {relative} in place, not by atomic rename"
 
 
+def _worker_logs(folder: Path, tail: int = 3000) -> str:
+    """The end of each torchrun worker's output (``--log-dir`` ``--redirects 3``): where a process that
+    aborted says why, which torchrun's own error report leaves out."""
+    return "".join(f"\n--- {path.relative_to(folder)}:\n{path.read_text(errors='replace')[-tail:]}"
+                   for path in sorted(folder.rglob("*.log")) if path.stat().st_size)
+
+
 def check_under_torchrun(strategy: str, tmp_path: Path, timeout: float = 240) -> None:
     """Run the smoke recipe under ``torchrun --nproc_per_node 2`` (gloo): it ends on both processes, rank 0
     writes the run once, and a stage that runs on rank 0 alone gives what one process gives."""
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(toy_recipe(strategy)))
-    out = tmp_path / "torchrun"
+    out, logs = tmp_path / "torchrun", tmp_path / "torchrun-logs"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "--log-dir", str(logs), "--redirects", "3",
                "-m", "nasden.cli", "search", str(recipe_file), "--out", str(out), "--quiet"]
     done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=timeout)
-    assert done.returncode == 0, f"{strategy} under torchrun: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    assert done.returncode == 0, f"{strategy} under torchrun: {done.stderr[-2000:]}{_worker_logs(logs)}"
     assert len(list((out / "tensorboard").iterdir())) == 1, f"{strategy}: more than rank 0 wrote TensorBoard"
     if not any(STRATEGIES.get(stage["strategy"]).data_parallel for stage in toy_recipe(strategy)["stages"]):
         single = tmp_path / "single"
