@@ -33,6 +33,8 @@ class ArchParameters(nn.Module):
         super().__init__()
         self.space, self.rms_mixing = space, rms_mixing
         choices = space.choices()
+        self.op_labels = {label for label, choice in choices.items() if choice.kind == "op"}
+        self._pricing: tuple[float, dict[str, Tensor]] | None = None  # computed by _prices when first asked
         # N:M patterns are not relaxed: they stay at their densest (a ClassPruning stage decides them)
         self.fixed = {label: choice.largest() for label, choice in choices.items() if choice.kind == "nm"}
         self.alphas = nn.ParameterDict({
@@ -63,11 +65,10 @@ class ArchParameters(nn.Module):
         path, the sampled one, or without noise the most probable one, and alpha's gradient reaches each choice
         through the weight of the candidate that ran. With ``rms_mixing`` an op choice's weights are divided by
         their L2 norm: the candidates' independent outputs then sum to their own scale, not to 1/√K of it."""
-        choices = self.space.choices()
         arch: Architecture = {}
         for label in self.alphas:
             soft = torch.softmax(self.logits(label, None if noise is None else noise[label]) / self.temperature, 0)
-            if self.rms_mixing and not hard and choices[label].kind == "op":
+            if self.rms_mixing and not hard and label in self.op_labels:
                 soft = soft / soft.norm()
             if hard:
                 one_hot = torch.zeros_like(soft).scatter_(0, soft.detach().argmax().view(1), 1.0)
@@ -129,21 +130,24 @@ class ArchParameters(nn.Module):
         """The expected FLOPs per pixel of the relaxed op and input choices (softmax at the current temperature): the
         space's largest architecture plus, per choice, its candidates' price (:meth:`candidate_flops`) weighted by
         their probabilities. Linear: two choices' changes add up, and widths stay at their widest."""
-        reference = cost(self.space, self.space.largest()).flops_per_pixel
-        changes = [(torch.softmax(self.logits(label) / self.temperature, 0) * (flops.to(self.alphas[label].device)
-                                                                              - reference)).sum()
-                   for label, flops in self.candidate_flops().items()]
+        reference, flops = self._prices()
+        changes = [(torch.softmax(self.logits(label) / self.temperature, 0)
+                    * (flops[label].to(self.alphas[label].device) - reference)).sum() for label in flops]
         return reference + sum(changes, torch.zeros(()))  # a 0-dim CPU tensor adds to one on any device
 
     def candidate_flops(self) -> dict[str, Tensor]:
         """Per op and input choice: the FLOPs per pixel of the space's largest architecture with that choice set to each
-        of its candidates (computed once)."""
-        if not hasattr(self, "_candidate_flops"):
+        of its candidates."""
+        return self._prices()[1]
+
+    def _prices(self) -> tuple[float, dict[str, Tensor]]:
+        """The largest architecture's FLOPs per pixel and :meth:`candidate_flops`, computed once."""
+        if self._pricing is None:
             largest, choices = self.space.largest(), self.space.choices()
-            self._candidate_flops = {
+            self._pricing = (cost(self.space, largest).flops_per_pixel, {
                 label: torch.tensor([cost(self.space, {**largest, label: value}).flops_per_pixel
-                                     for value in choices[label].values]) for label in self.alphas}
-        return self._candidate_flops
+                                     for value in choices[label].values]) for label in self.alphas})
+        return self._pricing
 
     def width_penalty(self) -> Tensor | float:
         """Sum over width labels of the mean |scale| (the L1 term that drives unneeded channels to zero)."""
