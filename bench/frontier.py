@@ -499,7 +499,8 @@ ENTRIES: dict[str, Callable[[Entry], dict[str, Any]]] = {
     f"{SHORT_SEARCH}_signal": mod_nas(30e3, {**DECIDED, **UNIFORM, **SIGNAL}, inherit=True, space=MOD_NAS_GROWTH_SPACE,
                                       search_share=0.2),
     # and with 6x the architecture learning rate: 48 steps from 1e-2 down to 1e-3 move an alpha by about 0.27, too
-    # little for a softmax over six candidates to pass 0.5; once the signal reaches every level, do they decide, and well?
+    # little for a softmax over six candidates to pass 0.5; once the signal reaches every level, do they decide,
+    # and well?
     f"{SHORT_SEARCH}_signal_lr6x": mod_nas(30e3, {**DECIDED, **UNIFORM, **SIGNAL, "arch_lr": 6e-2, "arch_lr_min": 6e-3},
                                            inherit=True, space=MOD_NAS_GROWTH_SPACE, search_share=0.2),
     # the same initialisation for the frontier's best hand-made network: what He's initialisation alone is worth

@@ -1,7 +1,9 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over the target."""
+"""Safe file writes: a target is checked before any work (no write nobody asked for), then written to a
+temporary file beside it and renamed over it (no half-written file)."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -20,6 +22,41 @@ def remove_orphans(folder: Path) -> int:
     return len(orphans)
 
 
+def _kind(path: Path) -> str | None:
+    """What is at ``path`` when it is not a regular file ("a folder", "a FIFO", ...); None for a regular file
+    or a missing path. A symbolic link counts as itself, whatever it points at."""
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # missing, or under a file (the parent check names it)
+        return None
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    kinds = [(stat.S_ISREG, None), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"),
+             (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
+def _refuse_special(path: Path) -> None:
+    kind = _kind(path)
+    if kind is not None:
+        raise WriteError(f"{path}: is {kind}; nasden writes only to a new path or a regular file")
+
+
+def check_target(path: Path, overwrite: bool = False) -> None:
+    """Refuse a write to ``path`` that nobody asked for, before anything is computed: a folder, FIFO, device,
+    socket or symbolic link there is never replaced; a regular file only with ``overwrite`` (``--overwrite``);
+    and the nearest existing ancestor must be a folder."""
+    _refuse_special(path)
+    if path.exists() and not overwrite:
+        raise WriteError(f"{path}: exists; pass --overwrite to replace it")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise WriteError(f"{path}: cannot be created, {parent} is a file")
+            return
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -31,10 +68,12 @@ def atomic_write(path: Path, write: Callable[[str], None], suffix: str = "") -> 
 
     A kill at any moment leaves either the old file or the new one, never half of one. A folder that
     cannot be written (read-only, disk full, file-size limit) is a :class:`WriteError` naming ``path``,
-    never the temporary file. Under torchrun only rank 0 writes; on the other processes this does nothing.
+    never the temporary file. Anything but a regular file at ``path`` (a folder, FIFO, device, link) is refused
+    and left as it is. Under torchrun only rank 0 writes; on the other processes this does nothing.
     """
     if not is_main():
         return
+    _refuse_special(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from nasden import distributed
-from nasden.atomic import atomic_write
+from nasden.atomic import atomic_write, check_target
 from nasden.data import evaluation_pairs, load_set
 from nasden.errors import NasdenError, RunError
 from nasden.images import ImageError, load_image, save_image
@@ -133,6 +133,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise RecipeError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
     if args.crop is not None and args.crop < SSIM_WINDOW:
         raise RecipeError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
+    if args.json:
+        check_target(Path(args.json), args.overwrite)
     space, spec, model = final.load(Path(args.run_dir))
     images = load_set(args.data, space.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
@@ -262,7 +264,7 @@ def _export(args: argparse.Namespace) -> int:
         except ImportError:
             raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
     out = Path(args.out)
-    final.export(model, space, spec, out, args.format)
+    final.export(model, space, spec, out, args.format, args.overwrite)
     print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
@@ -283,9 +285,9 @@ def _data(args: argparse.Namespace) -> int:
         raise RecipeError("nasden data get: name a dataset, e.g. nasden data get bsd68 (see nasden data ls)")
     data = datasets.manifest(args.name)
     if args.source:
-        folder = datasets.copy_from(data, Path(args.source), datasets.cache_root())
+        folder = datasets.copy_from(data, Path(args.source), datasets.cache_root(), args.overwrite)
     else:
-        folder = datasets.locate(args.name)
+        folder = datasets.locate(args.name, overwrite=args.overwrite)
     print(f"{args.name}: {len(data.files)} files checked in {folder}\n  licence: {data.licence}\n"
           f"  cite: {data.citation}")
     return 0
@@ -331,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="the dataset to get")
     p.add_argument("--from", dest="source", metavar="DIR",
                    help="copy the files from this folder (e.g. an offline copy) instead of downloading them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an incomplete or altered copy in the cache (default: refuse)")
     p = command("eval", _eval, "score a run's final network on an image folder with synthetic noise")
     p.add_argument("run_dir")
     p.add_argument("--data", required=True,
@@ -339,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, help="centre-crop images to at most this size")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists (default: refuse)")
     p = command("denoise", _denoise, "denoise image files with a run's final network")
     p.add_argument("run_dir")
     p.add_argument("input", help="an image file or a folder of images")
@@ -360,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier export in --out (default: refuse)")
     return parser
 
 

@@ -143,14 +143,25 @@ def find(name: str) -> Path | None:
     return next((place for place in places if _complete(place, data)), None)
 
 
-def locate(name: str, base_url: str | None = None) -> Path:
-    """The folder of dataset ``name``: found (see :func:`find`) or downloaded into the cache."""
-    return find(name) or download(manifest(name), cache_root(), base_url)
+def locate(name: str, base_url: str | None = None, overwrite: bool = False) -> Path:
+    """The folder of dataset ``name``: found (see :func:`find`) or downloaded into the cache (replacing an
+    incomplete copy there only with ``overwrite``)."""
+    return find(name) or download(manifest(name), cache_root(), base_url, overwrite=overwrite)
 
 
-def _fill(data: Manifest, target: Path, fetch: Callable[[DataFile, Path], None]) -> Path:
+def _fill(data: Manifest, target: Path, fetch: Callable[[DataFile, Path], None], overwrite: bool = False) -> Path:
     """Fill ``<root>/.nasden-tmp-<name>`` file by file with ``fetch`` (checked as each arrives), then rename it
-    to ``target``; files already there and good are kept (an interrupted fill resumes)."""
+    to ``target``; files already there and good are kept (an interrupted fill resumes). A ``target`` that
+    already holds the dataset is kept as it is; any other folder there is replaced only with ``overwrite``,
+    and anything else there never."""
+    if target.is_dir() and not target.is_symlink():
+        if _complete(target, data) and all(sha256(target / f.name) == f.sha256 for f in data.files):
+            return target
+        if not overwrite:
+            raise DatasetError(f"{target}: exists and is not a complete copy of {data.name}; nothing was written. "
+                               f"Replace it with `nasden data get {data.name} --overwrite`")
+    elif target.exists() or target.is_symlink():
+        raise DatasetError(f"{target}: exists and is not a folder; nothing was written")
     partial = target.parent / f".nasden-tmp-{data.name}"
     for file in data.files:
         path = partial / file.name
@@ -176,7 +187,8 @@ def _files(folder: Path) -> Iterator[Path]:
     return (p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
 
 
-def download(data: Manifest, root: Path, base_url: str | None = None, timeout: float = 30) -> Path:
+def download(data: Manifest, root: Path, base_url: str | None = None, timeout: float = 30,
+             overwrite: bool = False) -> Path:
     """Download ``data`` into ``root/<name>`` (see the module docstring)."""
 
     def fetch(file: DataFile, incoming: Path) -> None:
@@ -191,10 +203,10 @@ def download(data: Manifest, root: Path, base_url: str | None = None, timeout: f
                 f"{data.name} --from DIR`, or set ${DATA_ENV} to a folder that holds {data.name}/") from None
 
     root.mkdir(parents=True, exist_ok=True)
-    return _fill(data, root / data.name, fetch)
+    return _fill(data, root / data.name, fetch, overwrite)
 
 
-def copy_from(data: Manifest, source: Path, root: Path) -> Path:
+def copy_from(data: Manifest, source: Path, root: Path, overwrite: bool = False) -> Path:
     """Copy ``data`` from the folder ``source`` (dataset or upstream file names) into ``root/<name>``,
     checking every file."""
     if not source.is_dir():
@@ -207,7 +219,7 @@ def copy_from(data: Manifest, source: Path, root: Path) -> Path:
         shutil.copyfile(found, incoming)
 
     root.mkdir(parents=True, exist_ok=True)
-    return _fill(data, root / data.name, fetch)
+    return _fill(data, root / data.name, fetch, overwrite)
 
 
 def manifest_for(folder: Path, name: str, upstream: Callable[[str], str] = lambda n: n, **fields: Any) -> Manifest:

@@ -14,7 +14,6 @@ checks that the converted network computes what the old one did.
 """
 from __future__ import annotations
 
-import json
 import types
 import warnings
 from pathlib import Path
@@ -23,14 +22,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from nasden.atomic import atomic_write, check_target
 from nasden.cost import cost
 from nasden.dynamic import DynamicDenoiser
-from nasden.errors import RunError
+from nasden.errors import RunError, WriteError
 from nasden.extract import export_onnx, export_torchscript, extract
 from nasden.gates import gate_from_spec
 from nasden.recipe import load_recipe
 from nasden.space import Architecture, SearchSpace
-from nasden.storage import load_torch, save_torch
+from nasden.storage import load_torch, save_json, save_torch
 from nasden.supernet import Supernet
 
 FORMAT = 2
@@ -130,34 +130,46 @@ def describe(model: nn.Module, space: SearchSpace, spec: dict[str, Any]) -> dict
             "separate_candidates_params": sum(cost(space, arch).params for arch in model.archs)}
 
 
-def export(model: nn.Module, space: SearchSpace, spec: dict[str, Any], out: Path, fmt: str) -> dict[str, Any]:
+def export(model: nn.Module, space: SearchSpace, spec: dict[str, Any], out: Path, fmt: str,
+           overwrite: bool = False) -> dict[str, Any]:
     """Write ``model`` to the folder ``out`` as TorchScript or ONNX, with ``manifest.json``; returns the manifest.
 
     A dynamic network's TorchScript is one module with methods ``gate`` and ``candidate0..E-1`` over one
     shared weight set; ONNX, which has no methods, gets one graph per candidate. The manifest states the
-    routing rule."""
-    out.mkdir(parents=True, exist_ok=True)
+    routing rule. Every file is checked before the first is written (an existing one is replaced only with
+    ``overwrite``) and written atomically."""
     suffix = ".onnx" if fmt == "onnx" else ".pt"
-    example = torch.rand(2, space.in_channels, 64, 64)
-    manifest: dict[str, Any] = {"format": fmt, "in_channels": space.in_channels,
-                                "size_multiple": space.resolution_multiple, "network": spec}
     write = export_onnx if fmt == "onnx" else export_torchscript
     if not is_dynamic(model):
-        manifest["file"] = write(model, example, out / f"denoiser{suffix}").name
+        modules = {f"denoiser{suffix}": (model, write)}
     elif fmt == "onnx":
-        manifest["gate"] = write(model.gate, example, out / "gate.onnx").name
-        manifest["candidates"] = [write(c, example, out / f"candidate{i}.onnx").name
-                                  for i, c in enumerate(model.candidates)]
+        modules = {"gate.onnx": (model.gate, write),
+                   **{f"candidate{i}.onnx": (c, write) for i, c in enumerate(model.candidates)}}
     else:
-        manifest["file"] = _export_shared_torchscript(model, example, out / "denoiser.pt").name
-        manifest["methods"] = ["gate", *(f"candidate{i}" for i in range(len(model.candidates)))]
+        modules = {"denoiser.pt": (model, _export_shared_torchscript)}
+    if out.exists() and not out.is_dir():
+        raise WriteError(f"{out}: is not a folder; --out must name a new or existing folder")
+    for name in [*modules, "manifest.json"]:
+        check_target(out / name, overwrite)
+    example = torch.rand(2, space.in_channels, 64, 64)
+    for name, (module, writer) in modules.items():
+        atomic_write(out / name, lambda tmp, module=module, writer=writer: writer(module, example, tmp), suffix=suffix)
+    manifest: dict[str, Any] = {"format": fmt, "in_channels": space.in_channels,
+                                "size_multiple": space.resolution_multiple, "network": spec}
+    if not is_dynamic(model) or fmt != "onnx":
+        manifest["file"] = f"denoiser{suffix}"
+    else:
+        names = list(modules)
+        manifest["gate"], manifest["candidates"] = names[0], names[1:]
     if is_dynamic(model):
+        if fmt != "onnx":
+            manifest["methods"] = ["gate", *(f"candidate{i}" for i in range(len(model.candidates)))]
         manifest["routing"] = DynamicDenoiser.routing_rule
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    save_json(manifest, out / "manifest.json")
     return manifest
 
 
-def _export_shared_torchscript(model: DynamicDenoiser, example: Tensor, path: Path) -> Path:
+def _export_shared_torchscript(model: DynamicDenoiser, example: Tensor, path: str | Path) -> Path:
     """One TorchScript module whose methods (``gate``, ``candidate<i>``) share the network's weights."""
     holder = nn.Module()
     holder.gate_module, holder.network, holder.statistics = model.gate, model.network, model.statistics
@@ -170,4 +182,4 @@ def _export_shared_torchscript(model: DynamicDenoiser, example: Tensor, path: Pa
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # constants of the network
         traced = torch.jit.trace_module(holder, {name: (example,) for name in methods})
     torch.jit.save(traced, str(path))
-    return path
+    return Path(path)

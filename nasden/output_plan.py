@@ -1,7 +1,8 @@
 """Which file each input of ``nasden denoise`` is written to, checked whole before anything is written.
 
 Rules: an input is never overwritten; two inputs never share an output (``a.jpg`` and ``a.png`` both
-meaning ``a.png``); an existing output is replaced only with ``overwrite``. Every violation is found
+meaning ``a.png``); an existing output is replaced only with ``overwrite``, and only if it is a regular
+file (never a folder, FIFO, device or link). Every violation is found
 before the first image is denoised, so a refused run writes nothing.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nasden.atomic import check_target
 from nasden.images import EXTENSIONS, ImageError, list_images
 
 
@@ -58,20 +60,10 @@ def _check(jobs: list[Job], overwrite: bool) -> None:
                 raise ImageError(f"{writers[key]} and {job.source} would both be written to {path}; rename one "
                                  f"or denoise them separately")
             writers[key] = job.source
-            _check_parent(path)
-            if path.is_dir():
-                raise ImageError(f"{path}: is a folder; cannot write an image there")
+            check_target(path, overwrite=True)  # never a folder, FIFO, device or link; a creatable path
             if path.exists():
                 existing.append(path)
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise ImageError(f"{existing[0]}: exists{more}; pass --overwrite to replace")
 
-
-def _check_parent(path: Path) -> None:
-    """The nearest existing ancestor of ``path`` must be a folder, or the output cannot be created."""
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ImageError(f"{path}: cannot be created, {parent} is a file")
-            return

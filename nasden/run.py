@@ -204,9 +204,9 @@ class StageContext:
 
 
 def create_run(recipe: Recipe, run_dir: Path) -> Path:
-    """Make a run folder holding the resolved recipe; an existing file, run or non-empty folder is refused."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunError(f"{run_dir}: is a file; --out must name a new or empty folder")
+    """Make a run folder holding the resolved recipe; anything but a missing path or an empty folder is refused."""
+    if run_dir.exists() and not run_dir.is_dir():  # a file, FIFO or device is never replaced
+        raise RunError(f"{run_dir}: exists and is not a folder; --out must name a new or empty folder")
     if (run_dir / "recipe.yaml").exists():
         raise RunError(f"{run_dir} already holds a run; continue it with `nasden resume {run_dir}`")
     if run_dir.is_dir() and any(run_dir.iterdir()):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from nasden.errors import WriteError
 from nasden.images import ImageError
 from nasden.output_plan import plan_outputs
 
@@ -51,7 +52,7 @@ def test_outputs_that_cannot_be_created_are_named(tmp_path) -> None:
     touch(tmp_path / "coll" / "a.png", tmp_path / "file")
     with pytest.raises(ImageError, match="is a file; the output of a folder"):
         plan_outputs(tmp_path / "coll", tmp_path / "file")
-    with pytest.raises(ImageError, match="cannot be created, .*file is a file"):
+    with pytest.raises(WriteError, match="cannot be created, .*file is a file"):
         plan_outputs(tmp_path / "coll" / "a.png", tmp_path / "file" / "sub" / "b.png")
     with pytest.raises(ImageError, match="no such file or folder"):
         plan_outputs(tmp_path / "missing.png", tmp_path / "b.png")

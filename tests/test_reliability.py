@@ -114,7 +114,7 @@ def test_search_out_must_be_new_or_empty(tmp_path, capsys) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(TINY))
     (tmp_path / "file").write_text("x")
-    one_line_error(capsys, main(["search", str(recipe), "--out", str(tmp_path / "file")]), "is a file")
+    one_line_error(capsys, main(["search", str(recipe), "--out", str(tmp_path / "file")]), "is not a folder")
     (tmp_path / "left" / "stages").mkdir(parents=True)
     one_line_error(capsys, main(["search", str(recipe), "--out", str(tmp_path / "left")]), "not empty")
 
