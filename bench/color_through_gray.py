@@ -1,4 +1,4 @@
-"""A colour photo through a gray denoiser (each RGB channel, or the luminance only: ``nasden.color``), and
+"""A colour photo through a gray denoiser (each RGB channel, or the luminance only: ``nasden.data.color``), and
 against a network trained in colour.
 
 Scores a gray run's network on CBSD68 with AWGN drawn independently per RGB channel (σ 25, seed 0),
@@ -28,14 +28,14 @@ from typing import Any, Callable
 import torch
 from plain_training import train_plain
 
-from nasden.color import denoise_in_color
-from nasden.cost import cost
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import markdown_table
-from nasden.final import load
-from nasden.inference import denoise
-from nasden.metrics import psnr
-from nasden.noise import NoiseConfig
+from nasden.core.cost import cost
+from nasden.data.color import denoise_in_color
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.model_file import load
+from nasden.deploy.scoring import markdown_table
 from record import write_report
 
 SPACE = {"name": "mod_unet", "stages": 1, "levels": 2, "channels": 16, "layers": 3}
@@ -75,7 +75,8 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    space, spec, model = load(args.run_dir)
+    loaded = load(args.run_dir)
+    space, spec, model = loaded.space, loaded.spec, loaded.network
     if space.in_channels != 1:
         raise SystemExit(f"{args.run_dir}: not a gray network")
     flops = cost(space, spec["arch"]).flops_per_pixel if spec["kind"] == "static" else float("nan")
@@ -91,7 +92,8 @@ def report(args: argparse.Namespace) -> None:
     rows += [scored(f"gray network, {mode}", colour, lambda x, m=mode: denoise_in_color(gray_pass, x, m),
                     flops * (3 if mode == "channels" else 1)) for mode in ("channels", "luma")]
     if args.color_run:
-        c_space, c_spec, c_model = load(args.color_run)
+        loaded = load(args.color_run)
+        c_space, c_spec, c_model = loaded.space, loaded.spec, loaded.network
         if c_space.in_channels != 3:
             raise SystemExit(f"{args.color_run}: not a colour network")
         rows.append(scored("colour network", colour,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from nasden.cost import cost
-from nasden.recipe import build_space
+from nasden.core.cost import cost
+from nasden.pipeline.recipe import build_space
 from record import write_json
 
 

@@ -83,9 +83,9 @@ class PeakMemory:
 
 
 def _nasden_search(args: argparse.Namespace, out: Any) -> None:
-    from nasden.recipe import parse_recipe
-    from nasden.registry import STRATEGIES
-    from nasden.run import RunContext, StageContext, create_run
+    from nasden.common.registry import STRATEGIES
+    from nasden.pipeline.recipe import parse_recipe
+    from nasden.pipeline.run import RunContext, StageContext, create_run
 
     stage = {"strategy": "darts", "steps": args.steps, "warmup": args.warmup, "log_every": args.steps,
              "val_every": max(1, args.steps // 4), "checkpoint_every": args.steps, "val_size": 128,
@@ -106,8 +106,8 @@ def _nasden_search(args: argparse.Namespace, out: Any) -> None:
 
 
 def _nni_batches(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
-    from nasden.data import DataConfig, RunData
-    from nasden.recipe import convert
+    from nasden.data.image_sets import DataConfig, RunData
+    from nasden.pipeline.recipe import convert
 
     config = convert(DataConfig, data_options(args), "data")
     weights, arch = RunData(config, 1, 0).sampler.halves()
@@ -203,14 +203,14 @@ def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.
             weight_init: str = "default") -> dict[str, Any]:
     """Train ``arch`` from scratch (weights drawn by ``weight_init``; Adam 1e-3 → 1e-6 cosine, MSE) and score it on
     the held-out images."""
-    from nasden.cost import cost
-    from nasden.data import DataConfig, RunData
-    from nasden.evaluation import score
-    from nasden.extract import extract
-    from nasden.initialisation import initialise
-    from nasden.recipe import build_space, convert
-    from nasden.schedule import cosine_lr, set_lr
-    from nasden.supernet import Supernet
+    from nasden.core.cost import cost
+    from nasden.core.extract import extract
+    from nasden.core.initialisation import initialise
+    from nasden.core.supernet import Supernet
+    from nasden.data.image_sets import DataConfig, RunData
+    from nasden.deploy.scoring import score
+    from nasden.pipeline.recipe import build_space, convert
+    from nasden.pipeline.schedule import cosine_lr, set_lr
 
     space = build_space(space_options)
     data = RunData(convert(DataConfig, data_options(args), "data"), 1, 0)
@@ -235,8 +235,8 @@ def retrain(arch: dict[str, Any], space_options: dict[str, Any], args: argparse.
 
 def plain_conv3x3(flops: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """The all-conv-3×3 DnCNN (32 channels) whose FLOPs/pixel are closest to ``flops``."""
-    from nasden.cost import cost
-    from nasden.recipe import build_space
+    from nasden.core.cost import cost
+    from nasden.pipeline.recipe import build_space
 
     best = None
     for depth in range(3, 40):

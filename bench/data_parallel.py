@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from nasden.evaluation import markdown_table
-from nasden.storage import load_torch
+from nasden.common.storage import load_torch
+from nasden.deploy.scoring import markdown_table
 from record import write_report
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dds_vs_static import add_setting_arguments, base, run, test_stage
 
-from nasden.evaluation import markdown_table
+from nasden.deploy.scoring import markdown_table
 from record import write_report
 
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from nasden.cost import cost, measure_latency
-from nasden.evaluation import markdown_table
-from nasden.final import load as load_final
-from nasden.recipe import parse_recipe
-from nasden.registry import SPACES
-from nasden.run import create_run, execute
+from nasden.common.registry import SPACES
+from nasden.core.cost import cost, measure_latency
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 from record import RESULTS, provenance
 
 LEVELS = (0.25, 0.5, 1.0)
@@ -123,7 +123,9 @@ def main() -> None:
         if distill == "synergy":
             dds_dir = run_dir
 
-    _, spec, dynamic = load_final(dds_dir)  # the last gate: measure its overhead
+    loaded = load_final(dds_dir)  # the last gate: measure its overhead
+
+    spec, dynamic = loaded.spec, loaded.network
     smallest = dynamic.candidates[0]
     x = torch.rand(1, 1, 256, 256)
     gate_time, small_time = measure_latency(dynamic.gate, x, runs=30), measure_latency(smallest, x, runs=30)

@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from nasden.cost import cost
-from nasden.evaluation import markdown_table
-from nasden.recipe import parse_recipe
-from nasden.registry import SPACES
-from nasden.run import create_run, execute
+from nasden.common.registry import SPACES
+from nasden.core.cost import cost
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 from record import write_report
 
 

@@ -5,7 +5,7 @@ Protocol. Training patches (48², batch 32) from Train400 with AWGN, in two sett
 scored on Set12 and BSD68 at σ 25) and ``blind`` (σ uniform in [0, 50], scored at σ 15 / 25 / 50).
 Validation (model selection: slimming, random search's pick) uses the builtin photographs, never a
 test set. Noisy test images are a pure function of the seed (0). Every entry gets the same training
-compute, ``--budget`` × 6e13 FLOPs, counted by :class:`nasden.compute.ComputeCounter` over every
+compute, ``--budget`` × 6e13 FLOPs, counted by :class:`nasden.pipeline.compute_meter.ComputeCounter` over every
 step of every stage, search included (convolution and matrix FLOPs as they run, forward and
 backward). A stage's steps are set from its measured compute per step: two short probe runs of the
 entry's stages up to that one, differing only in its steps, give its FLOPs per step, a short run of the
@@ -16,7 +16,8 @@ Entries (``python bench/frontier.py list``): static DnCNN-like, plain U-Net and 
 doubling-channel U-Net the dynamic methods slim (``static_unet_doubling``) at four, and with two, three and four
 down-samplings at a size its width group does not allow (``static_unet_doubling2`` / ``3`` / ``4``), with the U-Net 8's
 FLOPs moved to the coarse levels (``static_unet_coarse_8``: 1 / 2 / 4 convs per block by level), with BatchNorm
-(``static_unet_doubling_bn_8``), with gated blocks for its convs (``static_unet_gated_10``, :mod:`nasden.ops.gated`),
+(``static_unet_doubling_bn_8``), with gated blocks for its convs (``static_unet_gated_10``,
+:mod:`nasden.core.ops.gated`),
 MoD-NAS's doubling space with plain choices (``static_unet_growth_8``) at one; diagnostics of the training: the doubling
 U-Net 8 at twice the learning rate (``static_unet_doubling_8_lr2x``, not a frontier point); MoD-NAS (DARTS 40% of the
 budget, retrain 60%; ``mod_nas_45k`` derives to 45k FLOPs/pixel instead of by the width threshold; ``_sharp`` also
@@ -77,16 +78,17 @@ import numpy as np
 import torch
 from frontier_math import EntryStore, entry_key, equal_compute_k, frontier, gap_to_frontier, probe_span, seed_rows
 
-from nasden import final
-from nasden.compute import TRAIN_FLOPS_PER_FORWARD, ComputeCounter
-from nasden.cost import cost, measure_latency
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import evaluate_network, markdown_table
-from nasden.evaluation import score as score_set
-from nasden.noise import NoiseConfig
-from nasden.recipe import build_space, parse_recipe
-from nasden.run import create_run, execute
-from nasden.space import Architecture
+from nasden.core.cost import cost, measure_latency
+from nasden.core.space import Architecture
+from nasden.core.specs import build_network, is_dynamic
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.deploy import model_file as final
+from nasden.deploy.scoring import evaluate_network, markdown_table
+from nasden.deploy.scoring import score as score_set
+from nasden.pipeline.compute_meter import TRAIN_FLOPS_PER_FORWARD, ComputeCounter
+from nasden.pipeline.recipe import build_space, parse_recipe
+from nasden.pipeline.run import create_run, execute
 from record import RESULTS, provenance, write_report
 
 DATA = Path(os.environ.get("NASDEN_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -237,7 +239,8 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
     """Test PSNR per set and σ (not counted as training compute), FLOPs/pixel per set and σ and their mean over
     BSD68's σ (what the headline PSNR averages; a dynamic network's FLOPs follow the noise), the final spec and,
     for a dynamic network, every candidate's BSD68 PSNR run alone (cheapest first)."""
-    space, spec, model = final.load(run_dir, device)
+    loaded = final.load(run_dir, device)
+    space, spec, model = loaded.space, loaded.spec, loaded.network
     scores: dict[str, Any] = {}
     flops: dict[str, float] = {}
     candidates: dict[str, list[float]] = {}
@@ -251,7 +254,7 @@ def score(run_dir: Path, device: str, setting: str) -> dict[str, Any]:
             flops[f"{name}_s{sigma:g}"] = row["flops_per_pixel"]
             if "shares" in row:
                 scores[f"{name}_s{sigma:g}_shares"] = row["shares"]
-            if name == "bsd68" and final.is_dynamic(model):
+            if name == "bsd68" and is_dynamic(model):
                 candidates[f"{name}_s{sigma:g}"] = [
                     round(score_set(c, pairs, name, space.resolution_multiple).psnr, 4) for c in model.candidates]
     return {"psnr": scores, "flops_per_pixel": bsd68_mean(flops, setting), "flops_per_pixel_by_test": flops,
@@ -616,7 +619,7 @@ def entry_latency(result: dict[str, Any], side: int = 512) -> float:
     """CPU milliseconds per megapixel of the entry's network (random weights: time does not depend on them);
     a dynamic network's candidates weighted by how often BSD68 chose them (over its test σ), plus its gate."""
     space = build_space(result["space"])
-    model = final.build(space, result["spec"]).eval()
+    model = build_network(space, result["spec"]).eval()
     x = torch.rand(1, 1, side, side)
     per_mp = 1e6 / side ** 2
     if result["spec"]["kind"] == "static":

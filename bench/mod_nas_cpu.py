@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from frontier import STORE
 
-from nasden import final
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import markdown_table
-from nasden.inference import denoise
-from nasden.noise import NoiseConfig
-from nasden.recipe import load_recipe
-from nasden.run import create_run, execute
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.deploy import model_file as final
+from nasden.deploy.inference import denoise
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.recipe import load_recipe
+from nasden.pipeline.run import create_run, execute
 from record import write_report
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "mod_nas_cpu.yaml"
@@ -58,7 +58,8 @@ def main() -> None:
         run_dir = create_run(recipe, Path(folder) / "run")
         summaries = execute(run_dir)
         wall = time.perf_counter() - started
-        space, spec, model = final.load(run_dir)
+        loaded = final.load(run_dir)
+        space, model = loaded.space, loaded.network
         network_s, bm3d_s = seconds_per_image(model, space.resolution_multiple, args.images, sigma)
     scores = {row["set"]: row["psnr"] for row in summaries[-1]["sets"]}
     reference = STORE.load("sigma25-b0-bm3d")

@@ -19,11 +19,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from nasden.extract import extract
-from nasden.recipe import build_space
-from nasden.relaxation import ArchParameters
+from nasden.core.extract import extract
+from nasden.core.relaxation import ArchParameters
+from nasden.core.supernet import Supernet
+from nasden.pipeline.recipe import build_space
 from nasden.strategies.darts import Search
-from nasden.supernet import Supernet
 from record import write_json
 
 

@@ -38,14 +38,15 @@ from typing import Any
 
 import torch
 
-from nasden.cost import cost, measure_latency
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import evaluate_network, markdown_table, score
-from nasden.final import describe, is_dynamic
-from nasden.final import load as load_final
-from nasden.noise import NoiseConfig
-from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute
+from nasden.core.cost import cost, measure_latency
+from nasden.core.specs import is_dynamic
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.deploy.model_file import describe
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import evaluate_network, markdown_table, score
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 from record import write_report
 
 SIGMAS = (15, 25, 50)
@@ -103,7 +104,8 @@ def models(args: argparse.Namespace) -> dict[str, tuple[dict, list[dict]]]:
 
 
 def evaluate(run_dir: Path, args: argparse.Namespace, test: Any) -> dict[str, Any]:
-    space, spec, model = load_final(run_dir)
+    loaded = load_final(run_dir)
+    space, spec, model = loaded.space, loaded.spec, loaded.network
     row: dict[str, Any] = {}
     for sigma in SIGMAS:
         pairs = evaluation_pairs(test, NoiseConfig(sigma=sigma), seed=0, crop=args.crop)

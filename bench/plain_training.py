@@ -7,8 +7,8 @@ from typing import Any
 
 from frontier import plain_arch
 
-from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 
 
 def train_plain(folder: Path, name: str, space: dict[str, Any], data: dict[str, Any], steps: int,

@@ -6,7 +6,7 @@ named) on the same 63 clean ``polyu:train`` images:
 
 * ``real``: with their real noisy partners (``data.pairs: real``);
 * ``awgn``: with blind AWGN, σ uniform in [0, 15] (``data.pairs: clean``);
-* ``camera``: with the synthetic camera noise of :mod:`nasden.noise` (``data.pairs: clean``);
+* ``camera``: with the synthetic camera noise of :mod:`nasden.data.noise` (``data.pairs: clean``);
 * ``real_lr_1e-3``: ``real`` at the AWGN recipes' learning rate, 1e-3: on this mild noise Adam at 1e-3
   kills the ReLUs and the network stays the identity; ``awgn_lr_1e-3``: AWGN training at 1e-3, where it
   does not; ``real_lr_3e-4``: between the two (the recipe's learning rate);
@@ -40,14 +40,14 @@ from frontier_math import EntryStore, frontier_psnr
 from plain_training import train_plain
 from routing_oracle import oracle_choices
 
-from nasden.data import load_set
-from nasden.evaluation import markdown_table
-from nasden.final import load as load_final
-from nasden.inference import denoise
-from nasden.metrics import psnr
-from nasden.noise import NoiseConfig, add_noise
-from nasden.recipe import load_recipe
-from nasden.run import create_run, execute
+from nasden.data.image_sets import load_set
+from nasden.data.noise import NoiseConfig, add_noise
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.recipe import load_recipe
+from nasden.pipeline.run import create_run, execute
 from record import RESULTS, provenance, write_report
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "real_noise.yaml"
@@ -99,7 +99,8 @@ def routing_potential(steps: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as folder:  # the run's own evaluation: the small val set, for its FLOPs
             run_dir, summaries, spent = train_plain(Path(folder), f"routing_{channels}",
                                                     {**base, "channels": channels}, data, steps, ["val"], 3e-4)
-            space, _, model = load_final(run_dir)
+            loaded = load_final(run_dir)
+            space, model = loaded.space, loaded.network
         with torch.no_grad():
             psnrs.append([psnr(denoise(model, noisy, space.resolution_multiple).image, clean)
                           for noisy, clean in zip(test.noisy, test.clean)])

@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from nasden import Supernet, cost, extract
-from nasden.registry import SPACES
+from nasden import Supernet
+from nasden.common.registry import SPACES
+from nasden.core import cost, extract
 from record import write_json
 
 

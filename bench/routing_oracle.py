@@ -29,14 +29,14 @@ from frontier import DATA, SETTINGS
 from frontier_math import frontier_psnr
 from torch import Tensor
 
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import markdown_table
-from nasden.final import is_dynamic
-from nasden.final import load as load_final
-from nasden.inference import denoise
-from nasden.metrics import psnr
-from nasden.noise import NoiseConfig
-from nasden.plots import psnr_flops_figure, save_png
+from nasden.core.specs import is_dynamic
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.plots import psnr_flops_figure, save_png
 from nasden.strategies.gate import smallest_bias
 from record import RESULTS, write_report
 
@@ -85,7 +85,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--tile", type=int, default=48)
     args = parser.parse_args()
-    space, _, model = load_final(Path(args.run_dir))
+    loaded = load_final(Path(args.run_dir))
+    space, model = loaded.space, loaded.network
     if not is_dynamic(model):
         raise SystemExit(f"{args.run_dir}: the final network is not a dynamic denoiser")
     multiple, flops = space.resolution_multiple, model.flops

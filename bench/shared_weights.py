@@ -26,15 +26,16 @@ from typing import Any, Callable
 
 import torch
 
-from nasden import final
-from nasden.cost import cost
-from nasden.dynamic import DynamicDenoiser
-from nasden.evaluation import markdown_table
-from nasden.extract import extract
-from nasden.gates import build_gate
-from nasden.recipe import build_space
+from nasden.core.cost import cost
+from nasden.core.dynamic import DynamicDenoiser
+from nasden.core.extract import extract
+from nasden.core.gates import build_gate
+from nasden.core.specs import dynamic_spec
+from nasden.core.supernet import Supernet
+from nasden.deploy import model_file as final
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.recipe import build_space
 from nasden.strategies.class_pruning import branch_archs
-from nasden.supernet import Supernet
 from record import write_report
 
 # the frontier benchmark's routing U-Net (channels 16/32/64 halving to 8/16/32): its skip concatenations read
@@ -115,7 +116,7 @@ def measure(name: str, model: DynamicDenoiser, side: int, runs: int) -> list[dic
     seconds = [statistics.median(t) for t in wall_times(calls, runs)]
     pairs = list(zip(seconds[0::2], seconds[1::2]))
     gate_s, by_order = gate_seconds(model, x, runs)
-    described = final.describe(model, space, final.dynamic_spec(model))
+    described = final.describe(model, space, dynamic_spec(model))
     rows = []
     for index, (shared_s, extracted_s) in enumerate(pairs):
         rows.append({"method": name, "candidate": index, "flops_per_pixel": round(model.flops[index]),

@@ -18,12 +18,12 @@ import statistics
 import torch
 from frontier import BATCH, DATA, MOD_NAS_GROWTH_SPACE, PATCH
 
-from nasden.data import PatchSampler, load_set
-from nasden.initialisation import initialise
-from nasden.noise import NoiseConfig
-from nasden.recipe import build_space
-from nasden.relaxation import ArchParameters
-from nasden.supernet import Supernet
+from nasden.core.initialisation import initialise
+from nasden.core.relaxation import ArchParameters
+from nasden.core.supernet import Supernet
+from nasden.data.image_sets import PatchSampler, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.pipeline.recipe import build_space
 from record import write_report
 
 VARIANTS = {"default init, sum": ("default", False), "default init, rms": ("default", True),

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from darts_vs_nni import OPS, SPACE, add_data_arguments, data_options
 
-from nasden.data import DataConfig, RunData
-from nasden.recipe import build_space, convert
-from nasden.relaxation import ArchParameters
+from nasden.core.relaxation import ArchParameters
+from nasden.core.supernet import Supernet
+from nasden.data.image_sets import DataConfig, RunData
+from nasden.pipeline.recipe import build_space, convert
 from nasden.strategies.darts import Search
-from nasden.supernet import Supernet
 from record import RESULTS, provenance, write_json
 
 MODES = ("softmax", "fixed", "gumbel", "gumbel_hard", "gumbel_hard_two_ops")

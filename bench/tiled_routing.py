@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasden.data import evaluation_pairs, load_set
-from nasden.evaluation import markdown_table
-from nasden.final import is_dynamic
-from nasden.final import load as load_final
-from nasden.inference import denoise
-from nasden.metrics import psnr
-from nasden.noise import NoiseConfig
-from nasden.plots import psnr_flops_figure, save_png
+from nasden.core.specs import is_dynamic
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import markdown_table
+from nasden.pipeline.plots import psnr_flops_figure, save_png
 from record import RESULTS, write_report
 
 
@@ -37,7 +37,8 @@ def main() -> None:
     parser.add_argument("--biases", default="0,0.2,0.4,0.6,0.8,1,1.2,1.6,2.4", help="cost biases, comma-separated")
     parser.add_argument("--name", default="tiled_routing", help="results file name (default tiled_routing)")
     args = parser.parse_args()
-    space, spec, model = load_final(Path(args.run_dir))
+    loaded = load_final(Path(args.run_dir))
+    space, model = loaded.space, loaded.network
     if not is_dynamic(model):
         raise SystemExit(f"{args.run_dir}: the final network is not a dynamic denoiser")
     sigma = [0.0, 50.0] if args.sigma == "blind" else float(args.sigma)

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import torch
 
-from nasden.data import builtin_folder
-from nasden.final import load as load_final
-from nasden.images import load_image, save_image
-from nasden.inference import denoise
-from nasden.metrics import psnr
+from nasden.data.image_sets import builtin_folder
+from nasden.data.images import load_image, save_image
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.model_file import load as load_final
 
 here = Path(__file__).parent
-space, _, model = load_final(Path(sys.argv[1]))
+loaded = load_final(Path(sys.argv[1]))
+space, model = loaded.space, loaded.network
 clean = load_image(builtin_folder() / "camera.png", 1)[:, 64:320, 128:384]  # the crop make_noisy_example.py noised
 noisy = load_image(here / "camera_sigma25.png", 1)
 out = denoise(model, noisy, space.resolution_multiple).image

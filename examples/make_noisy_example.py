@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from nasden.data import builtin_folder
-from nasden.images import load_image, save_image
-from nasden.noise import NoiseConfig, add_noise
+from nasden.data.image_sets import builtin_folder
+from nasden.data.images import load_image, save_image
+from nasden.data.noise import NoiseConfig, add_noise
 
 clean = load_image(builtin_folder() / "camera.png", 1)[:, 64:320, 128:384]
 noisy = add_noise(clean[None], NoiseConfig(sigma=25), torch.Generator().manual_seed(0))[0]

@@ -1,16 +1,23 @@
 """nasden: neural-architecture search for image denoising.
 
-The four concepts live in four places: :mod:`nasden.space` (spaces, choices, architectures),
-:mod:`nasden.supernet` (the weight-sharing module), :mod:`nasden.extract` (static networks and
-export) and :mod:`nasden.cost` (FLOPs, parameters, latency).
+Use a trained network: :func:`load` a model file (or run folder) into a :class:`Denoiser` and call
+``denoise`` on an image, or :func:`denoise_file` on files. Build on the four concepts of a search: spaces,
+choices and architectures (:mod:`nasden.core.space`), the weight-sharing supernet (:mod:`nasden.core.supernet`),
+static networks (:mod:`nasden.core.extract`) and their cost (:mod:`nasden.core.cost`).
+
+The package is layered, lowest first: ``common`` (errors, registries, safe files), ``core`` (spaces, ops,
+supernet, cost) and ``data`` (images, noise, datasets), ``deploy`` (model files, denoising, export),
+``pipeline`` (recipes, runs, training); the CLI on top. ``pyproject.toml``'s import-linter contract keeps it so.
 """
-from nasden.cost import Cost, cost, measure_latency
-from nasden.extract import StaticNet, extract
-from nasden.registry import register_space, register_strategy
-from nasden.space import Architecture, Choice, SearchSpace, SpaceError, arch_hash
-from nasden.supernet import Supernet, recalibrate_bn
+from nasden.common.registry import register_gate, register_space, register_strategy
+from nasden.core.cost import Cost, cost, measure_latency
+from nasden.core.extract import StaticNet, extract
+from nasden.core.space import Architecture, Choice, SearchSpace, SpaceError, arch_hash
+from nasden.core.supernet import Supernet, recalibrate_bn
+from nasden.deploy.denoiser import Denoiser, denoise_file, load
 
 __version__ = "0.1.0"
 
-__all__ = ["Architecture", "Choice", "Cost", "SearchSpace", "SpaceError", "StaticNet", "Supernet", "arch_hash",
-           "cost", "extract", "measure_latency", "recalibrate_bn", "register_space", "register_strategy"]
+__all__ = ["Architecture", "Choice", "Cost", "Denoiser", "SearchSpace", "SpaceError", "StaticNet", "Supernet",
+           "arch_hash", "cost", "denoise_file", "extract", "load", "measure_latency", "recalibrate_bn",
+           "register_gate", "register_space", "register_strategy"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import re
 import sys
@@ -11,31 +10,28 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 import yaml
 
-from nasden import distributed
-from nasden.atomic import atomic_write, check_target
-from nasden.data import evaluation_pairs, load_set
-from nasden.errors import NasdenError, RunError
-from nasden.images import ImageError, load_image, save_image
-from nasden.noise import NoiseConfig
-from nasden.output_plan import plan_outputs
-from nasden.recipe import RecipeError, load_recipe
-from nasden.registry import SPACES, STRATEGIES
-from nasden.strategy import StageFailed
-
-if TYPE_CHECKING:
-    from nasden.inference import Denoised
+from nasden.common import distributed
+from nasden.common.atomic import atomic_write, check_target
+from nasden.common.errors import NasdenError, RunError
+from nasden.common.registry import SPACES, STRATEGIES
+from nasden.data.image_sets import evaluation_pairs, load_set
+from nasden.data.images import ImageError, load_image, save_image
+from nasden.data.noise import NoiseConfig
+from nasden.deploy.output_plan import plan_outputs
+from nasden.pipeline.recipe import RecipeError, load_recipe
+from nasden.pipeline.strategy import StageFailed
 
 RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps|compute)=")
 SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
 
 
 def _search(args: argparse.Namespace) -> int:
-    from nasden.run import create_run, execute
+    from nasden.pipeline.run import create_run, execute
     recipe = load_recipe(args.recipe, args.override)
     _check_workers(args.workers)
     with distributed.process_group():  # under torchrun: rank 0 makes the run folder, every process runs it
@@ -60,7 +56,7 @@ def _run_folder(path: str) -> Path:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from nasden.run import execute
+    from nasden.pipeline.run import execute
     _check_workers(args.workers)
     with distributed.process_group():
         execute(distributed.from_main(lambda: _recover(_run_folder(args.run_dir), args.override)), args.quiet,
@@ -85,7 +81,7 @@ def _recover(run_dir: Path, overrides: list[str]) -> Path:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from nasden.run import StageContext, open_run
+    from nasden.pipeline.run import StageContext, open_run
     ctx = open_run(_run_folder(args.run_dir), args.quiet)
     stages = ctx.recipe.stages
     takes_workers = [i for i, s in enumerate(stages) if STRATEGIES.get(s.strategy).has_workers]
@@ -126,111 +122,66 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from nasden import final
-    from nasden.evaluation import evaluate_network, markdown_table
-    from nasden.storage import save_json
+    from nasden.common.storage import save_json
+    from nasden.deploy.denoiser import load
+    from nasden.deploy.scoring import evaluate_network, markdown_table
     if not (math.isfinite(args.sigma) and 0 <= args.sigma <= 255):
         raise RecipeError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
     if args.crop is not None and args.crop < SSIM_WINDOW:
         raise RecipeError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
     if args.json:
         check_target(Path(args.json), args.overwrite)
-    space, spec, model = final.load(Path(args.run_dir))
-    images = load_set(args.data, space.in_channels, "val")
+    model = load(args.model)
+    images = load_set(args.data, model.in_channels, "val")
     pairs = evaluation_pairs(images, NoiseConfig(sigma=args.sigma), args.seed, crop=args.crop)
     for name, _, clean in pairs:
         if min(clean.shape[-2:]) < SSIM_WINDOW:
             raise ImageError(f"{name}: {clean.shape[-1]}×{clean.shape[-2]} pixels, smaller than the "
                              f"{SSIM_WINDOW}-pixel SSIM window")
-    row = {**evaluate_network(model, space, spec, pairs, str(args.data)), "sigma": args.sigma}
+    row = {**evaluate_network(model.network, model.space, model.spec, pairs, str(args.data)), "sigma": args.sigma}
     print(markdown_table([row]), end="")
     if args.json:
         save_json(row, Path(args.json))
     return 0
 
 
-def _check_sigma(run_dir: Path, sigma: float | None) -> None:
-    """Warn when ``--sigma`` is not a noise level the run's model was trained for."""
-    if sigma is None:
-        return
-    recipe = load_recipe(run_dir / "recipe.yaml")
-    noise = recipe.data.noise
-    train = Path(recipe.data.train)
-    if (train / "noisy").is_dir():
-        trained = f"real noise pairs from {train}"
-    elif noise.kind != "gaussian":
-        trained = f"{noise.kind} noise"
-    else:
-        low, high = noise.sigma_range
-        if low <= sigma <= high:
-            return
-        trained = f"AWGN sigma {noise.levels or noise.sigma}"
-    warnings.warn(f"this model was trained on {trained}, not AWGN sigma {sigma:g}, and takes no noise-level "
-                  f"input; expect worse results", stacklevel=2)
-
-
-def _check_tiles(tile: int, overlap: int, multiple: int, radius: Callable[[], int]) -> None:
-    """Tiles that cover the image with a real overlap, in the network's size multiple (U-Nets) and no smaller
-    than its receptive field (``radius()``, measured only when tiles are asked for), or refuse."""
-    if tile < 0 or overlap < 0:
-        raise RecipeError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
-    if tile == 0:
-        return
-    if tile < max(2 * overlap, 1):
-        raise RecipeError(f"--tile {tile}: expected 0 (whole image) or at least {max(2 * overlap, 1)} pixels "
-                          f"(twice --overlap {overlap})")
-    if tile % multiple or overlap % multiple:
-        raise RecipeError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
-    field = 2 * radius() + 1
-    if tile < field:
-        raise RecipeError(f"--tile {tile}: smaller than the network's receptive field ({field} pixels); use "
-                          f"--tile {-(-field // multiple) * multiple} or more, or 0 for the whole image")
-
-
 def _denoise(args: argparse.Namespace) -> int:
-    from nasden import final
-    from nasden.inference import denoise, receptive_radius, route_map
-    run_dir = Path(args.run_dir)
-    space, _, model = final.load(run_dir)
-    _check_sigma(run_dir, args.sigma)
-    dynamic = final.is_dynamic(model)
+    from nasden.deploy.denoiser import load
+    from nasden.deploy.inference import route_map
+    model = load(args.model)
+    if args.sigma is not None and (warning := model.noise_warning(args.sigma)):
+        warnings.warn(warning, stacklevel=1)
     if args.cost_bias is not None and not math.isfinite(args.cost_bias):
         raise RecipeError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
-    if (args.route_map or args.cost_bias is not None) and not dynamic:
+    if (args.route_map or args.cost_bias is not None) and not model.dynamic:
         raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
-    _check_tiles(args.tile, args.overlap, space.resolution_multiple,
-                 lambda: receptive_radius(model, space.in_channels, space.resolution_multiple))
+    model.check_tiles(args.tile, args.overlap)
     if args.cost_bias is not None:
-        model.cost_bias = args.cost_bias
+        model.network.cost_bias = args.cost_bias
     jobs = plan_outputs(Path(args.input), Path(args.output), Path(args.route_map) if args.route_map else None,
                         args.overwrite)
     skipped = 0
     for job in jobs:
         src, dst = job.source, job.output
         replaced = " (replaced)" if dst.exists() else ""
-        try:  # a gray network keeps a colour photo in colour (nasden.color); an RGB one gets RGB
-            noisy = load_image(src, None if space.in_channels == 1 else space.in_channels)
+        try:  # a gray network keeps a colour photo in colour (nasden.data.color); an RGB one gets RGB
+            noisy = load_image(src, None if model.in_channels == 1 else model.in_channels)
         except ImageError as err:
             if len(jobs) == 1:
                 raise
             print(f"skipped: {err}", file=sys.stderr)
             skipped += 1
             continue
-        def run(image: torch.Tensor) -> Denoised:
-            return denoise(model, image, space.resolution_multiple, args.tile or None, args.overlap, args.route,
-                           quiet=args.quiet)
-
-        if noisy.shape[0] == 3 and space.in_channels == 1:
-            result = _denoise_color(run, noisy, args.color)
-            note = f"  (colour through the gray network: {COLOR_NOTES[args.color]})"
-        else:
-            result, note = run(noisy), ""
+        result = model.run(noisy, args.tile, args.overlap, args.route, args.color, quiet=args.quiet)
+        note = (f"  (colour through the gray network: {COLOR_NOTES[args.color]})"
+                if noisy.shape[0] == 3 and model.in_channels == 1 else "")
         save_image(result.image, dst)
-        if dynamic:
-            used = [result.choices.count(i) for i in range(len(model.candidates))]
+        if model.dynamic:
+            candidates = len(model.network.candidates)
+            used = [result.choices.count(i) for i in range(candidates)]
             note += f"  ({result.flops_per_pixel:.4g} FLOPs/pixel; {args.route} routing, tiles per candidate {used})"
             if job.route_map:
-                save_image(route_map(result, len(model.candidates)), job.route_map)
+                save_image(route_map(result, candidates), job.route_map)
         print(f"{src} → {dst}{replaced}{note}")
     if skipped == len(jobs):
         raise ImageError(f"{args.input}: every image was skipped; nothing was written")
@@ -240,37 +191,23 @@ def _denoise(args: argparse.Namespace) -> int:
 COLOR_NOTES = {"channels": "each RGB channel", "luma": "luminance only, chrominance kept"}
 
 
-def _denoise_color(run: Callable[[torch.Tensor], Denoised], rgb: torch.Tensor, mode: str) -> Denoised:
-    """A colour image through a gray network (:mod:`nasden.color`): FLOPs summed over the passes; the
-    choices of the last pass (for the route map)."""
-    from nasden.color import denoise_in_color
-    passes: list[Denoised] = []
-
-    def gray(image: torch.Tensor) -> torch.Tensor:
-        passes.append(run(image))
-        return passes[-1].image
-
-    image = denoise_in_color(gray, rgb, mode)  # type: ignore[arg-type]
-    flops = None if passes[-1].flops_per_pixel is None else sum(p.flops_per_pixel or 0.0 for p in passes)
-    return dataclasses.replace(passes[-1], image=image, flops_per_pixel=flops)
-
-
 def _export(args: argparse.Namespace) -> int:
-    from nasden import final
-    space, spec, model = final.load(Path(args.run_dir))
+    from nasden.deploy.denoiser import load
+    from nasden.deploy.export import export
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError:
             raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
     out = Path(args.out)
-    final.export(model, space, spec, out, args.format, args.overwrite)
+    model = load(args.model)
+    export(model.network, model.space, model.spec, out, args.format, args.overwrite)
     print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
 
 def _data(args: argparse.Namespace) -> int:
-    from nasden import datasets
+    from nasden.data import datasets
     if args.action == "ls":
         print(f"{'name':<10} {'files':>5} {'MB':>6}  where                                      licence")
         for name in datasets.names():
@@ -335,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy the files from this folder (e.g. an offline copy) instead of downloading them")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an incomplete or altered copy in the cache (default: refuse)")
-    p = command("eval", _eval, "score a run's final network on an image folder with synthetic noise")
-    p.add_argument("run_dir")
+    model = {"help": "a model file (final.pt) or the run folder that holds it"}
+    p = command("eval", _eval, "score a trained network on an image folder with synthetic noise")
+    p.add_argument("model", **model)
     p.add_argument("--data", required=True,
                    help="image folder, a noisy/clean pair folder, a dataset name (or name:split), or 'builtin'")
     p.add_argument("--sigma", type=float, default=25.0, help="AWGN sigma on the 0-255 scale (default 25)")
@@ -344,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--json", help="also write the scores to this JSON file")
     p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists (default: refuse)")
-    p = command("denoise", _denoise, "denoise image files with a run's final network")
-    p.add_argument("run_dir")
+    p = command("denoise", _denoise, "denoise image files with a trained network")
+    p.add_argument("model", **model)
     p.add_argument("input", help="an image file or a folder of images")
     p.add_argument("output", help="output PNG file, or folder")
     p.add_argument("--tile", type=int, default=512, help="tile size for large images (0: whole image; default 512)")
@@ -361,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a colour photo through a gray network: each RGB channel (default) or the luminance only")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = command("export", _export, "export a run's final network as TorchScript or ONNX")
-    p.add_argument("run_dir")
+    p = command("export", _export, "export a trained network as TorchScript or ONNX")
+    p.add_argument("model", **model)
     p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
@@ -416,7 +354,7 @@ def _first_line_of(err: BaseException) -> str:
 def _error_log(args: argparse.Namespace) -> Path:
     """Write the current exception's traceback to ``error.log`` in the run folder (else the working or the
     temporary folder) and return its path."""
-    run_dir = getattr(args, "run_dir", None) or getattr(args, "out", None)
+    run_dir = getattr(args, "run_dir", None) or getattr(args, "model", None) or getattr(args, "out", None)
     paths = [Path(run_dir) / "error.log"] if run_dir and Path(run_dir).is_dir() else []
     for path in [*paths, Path.cwd() / "nasden-error.log", Path(tempfile.gettempdir()) / "nasden-error.log"]:
         try:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nasden.registry import register_space
-from nasden.space import SearchSpace, width_choices
+from nasden.common.registry import register_space
+from nasden.core.space import SearchSpace, width_choices
 
 
 class _Builder:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasden.registry import register_space
-from nasden.space import SearchSpace
+from nasden.common.registry import register_space
+from nasden.core.space import SearchSpace
 
 
 @register_space("graph")

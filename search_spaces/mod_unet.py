@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nasden.registry import register_space
-from nasden.space import SearchSpace, width_choices
+from nasden.common.registry import register_space
+from nasden.core.space import SearchSpace, width_choices
 
 NORMAL_OPS = ["conv3x3", "conv5x5", "dilconv3x3", "dilconv5x5", "sepconv3x3", "sepconv5x5"]
 DOWN_OPS = ["conv3x3_s2", "conv5x5_s2", "maxpool_conv1x1", "avgpool_conv1x1"]

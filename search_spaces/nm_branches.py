@@ -13,10 +13,10 @@ from typing import Literal
 
 import networkx as nx
 
-from nasden.ops.nm import parse_nm
-from nasden.registry import OPS, register_space
+from nasden.common.registry import OPS, register_space
+from nasden.core.ops.nm import parse_nm
+from nasden.core.space import SearchSpace
 from nasden.search_spaces.backbones import dncnn_graph, unet_graph
-from nasden.space import SearchSpace
 
 DEFAULT_PATTERNS = ("1:4", "2:4", "4:4")
 

@@ -4,16 +4,16 @@ Every hidden layer gets its own width label with widths in multiples of ``group`
 ``min_ratio`` of its channels to all of them (NOTES: rho in [0.2, 1]); layers whose outputs are
 added share a label (the backbones here join by concatenation, which needs none). BN-free by
 default, as denoisers usually are; with ``bn: true``, recalibrate BatchNorm statistics per
-architecture before evaluating (:func:`nasden.supernet.recalibrate_bn`; the DDS strategies do).
+architecture before evaluating (:func:`nasden.core.supernet.recalibrate_bn`; the DDS strategies do).
 ``attention`` inserts the DDS-Net attention head after the first conv block.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from nasden.registry import register_space
+from nasden.common.registry import register_space
+from nasden.core.space import SearchSpace
 from nasden.search_spaces.backbones import dncnn_graph, unet_graph
-from nasden.space import SearchSpace
 
 
 @register_space("slimmable")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nasden.registry import register_space
-from nasden.space import SearchSpace
+from nasden.common.registry import register_space
+from nasden.core.space import SearchSpace
 
 
 def toy_graph(image_channels: int = 1, channels: int = 8) -> nx.DiGraph:

@@ -1,7 +1,7 @@
 """ClassPruning's three stages (Zhou et al., Sec. 3.3-3.4) on a space with one N:M label (``nm_branches``).
 
 * ``classifier_pretrain`` (stage 1): the difficulty classifier on pseudo labels (Eq. 2-3,
-  :mod:`nasden.difficulty`) with cross-entropy; Adam, cosine lr 1e-3 → 1e-6.
+  :mod:`nasden.data.difficulty`) with cross-entropy; Adam, cosine lr 1e-3 → 1e-6.
 * ``branch_train`` (stage 2): the classifier frozen, every image runs through every branch and the
   branches learn from L_W = sum_i p_i(y) |f_i(y) - x|_1 (Eq. 6); Adam, lr 1e-4 → 1e-6. With
   ``dense_warmup`` (not in the paper, which leaves the base network's initialisation open), the first
@@ -31,20 +31,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nasden.cost import cost
-from nasden.difficulty import median_variances, pseudo_labelled, residual_variance
-from nasden.dynamic import DynamicDenoiser
-from nasden.evaluation import evaluate_network, score
-from nasden.final import dynamic_spec
-from nasden.gates import classifier_gate
-from nasden.ops.nm import NMGradient, density, set_nm_gradient
-from nasden.optimisation import Optimisation
-from nasden.recipe import RecipeError
-from nasden.registry import register_strategy
-from nasden.run import RunContext, StageContext
-from nasden.space import Architecture, SearchSpace
-from nasden.strategy import Strategy, require_counts, require_learning_rate
-from nasden.supernet import Supernet
+from nasden.common.registry import register_strategy
+from nasden.core.cost import cost
+from nasden.core.dynamic import DynamicDenoiser
+from nasden.core.gates import classifier_gate
+from nasden.core.ops.nm import NMGradient, density, set_nm_gradient
+from nasden.core.space import Architecture, SearchSpace
+from nasden.core.specs import dynamic_spec
+from nasden.core.supernet import Supernet
+from nasden.data.difficulty import median_variances, pseudo_labelled, residual_variance
+from nasden.deploy.scoring import evaluate_network, score
+from nasden.pipeline.recipe import RecipeError
+from nasden.pipeline.run import RunContext, StageContext
+from nasden.pipeline.strategy import Strategy, require_counts, require_learning_rate
+from nasden.pipeline.training_loop import TrainingLoop
 
 SMOKE_SPACE = {"name": "nm_branches", "depth": 3, "channels": 8}
 
@@ -133,7 +133,7 @@ class ClassifierPretrain(Strategy):
         pool = [sampler.batch(i, cfg.batch, stream=ctx.seed + 1, patch=cfg.patch) for i in range(cfg.pool_batches)]
         medians = median_variances(torch.cat([residual_variance(n, c) for n, c in pool]), len(archs)).to(run.device)
         gate = classifier_gate(run.supernet, len(archs), cfg.channels, cfg.stride).train()
-        loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        loop = TrainingLoop(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         for step in loop:
             noisy, clean = (t.to(run.device) for t in sampler.batch(step, cfg.batch, stream=ctx.seed, patch=cfg.patch))
             inputs, labels = pseudo_labelled(noisy, clean, medians)
@@ -229,7 +229,7 @@ class _BranchStage(Strategy):
         gate.requires_grad_(self.joint)
         gate.train(self.joint)
         trained = nn.ModuleDict({"supernet": supernet, "gate": gate}) if self.joint else supernet
-        loop = Optimisation(ctx, trained, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        loop = TrainingLoop(ctx, trained, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         warmup = int(cfg.dense_warmup * cfg.steps)
         summary: dict[str, Any] = {}
         for step in loop:

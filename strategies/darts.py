@@ -1,7 +1,7 @@
 """``darts``: differentiable architecture search (DARTS; MoD-NAS's search strategy) over any space
 with op and input choices and width labels.
 
-The strategy owns the architecture parameters (:class:`nasden.relaxation.ArchParameters`) with
+The strategy owns the architecture parameters (:class:`nasden.core.relaxation.ArchParameters`) with
 their own Adam optimiser. The training images are split in two halves: the supernet's weights
 learn on one (MSE), the architecture parameters on the other; after ``warmup`` steps of weights
 only, the two alternate every step. First order by default; ``order: second`` uses the
@@ -15,7 +15,7 @@ against MSE gradients of ~1e-5 would hold every alpha at zero (bench/darts_vs_nn
 
 Every ``log_every`` steps: softmax(alpha) as ``arch/<label>/<candidate>``, the width scales as
 histograms, how consistently the architecture gradients push each label (``arch_consistency/<label>``,
-:class:`nasden.relaxation.GradientConsistency`; near its noise floor 1/√steps a label has no evidence to
+:class:`nasden.core.relaxation.GradientConsistency`; near its noise floor 1/√steps a label has no evidence to
 decide on), the derived architecture as text and its FLOPs/pixel; every ``val_every`` steps the
 relaxed supernet's validation PSNR (it should not fall as the search goes on). At the end the
 derived architecture becomes the run's chosen one (a following ``train`` stage retrains it from
@@ -30,22 +30,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nasden import distributed
-from nasden.cost import cost
-from nasden.evaluation import psnr_per_image
-from nasden.initialisation import WEIGHT_INITS, WeightInit, initialise
-from nasden.ops.mixed import MixedOp
-from nasden.optimisation import Optimisation
-from nasden.plots import network_figure, save_png
-from nasden.registry import register_strategy
-from nasden.relaxation import ArchParameters, GradientConsistency, TaylorSaliency, describe
-from nasden.run import StageContext
-from nasden.schedule import cosine_lr, set_lr
-from nasden.space import Architecture
-from nasden.storage import save_json
-from nasden.strategy import Strategy, require_counts, require_learning_rate
-from nasden.supernet import Supernet
-from nasden.tb import add_choice_layout, log_choice_probabilities
+from nasden.common import distributed
+from nasden.common.registry import register_strategy
+from nasden.common.storage import save_json
+from nasden.core.cost import cost
+from nasden.core.initialisation import WEIGHT_INITS, WeightInit, initialise
+from nasden.core.ops.mixed import MixedOp
+from nasden.core.relaxation import ArchParameters, GradientConsistency, TaylorSaliency, describe
+from nasden.core.space import Architecture
+from nasden.core.supernet import Supernet
+from nasden.deploy.scoring import psnr_per_image
+from nasden.pipeline.plots import network_figure, save_png
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.schedule import cosine_lr, set_lr
+from nasden.pipeline.strategy import Strategy, require_counts, require_learning_rate
+from nasden.pipeline.tensorboard_log import add_choice_layout, log_choice_probabilities
+from nasden.pipeline.training_loop import TrainingLoop
 
 
 @dataclass
@@ -57,7 +57,7 @@ class DartsConfig:
     derived network the widest within the target, so it lands where static networks can be compared.
     ``val_size``: side of the centre crops the supernet is validated on. ``arch_batch``: patches per
     architecture step (default: the weight steps' ``batch``); more patches average out the batch-to-batch noise
-    in alpha's gradient (see :class:`nasden.relaxation.GradientConsistency`). Sharper decisions (all off by
+    in alpha's gradient (see :class:`nasden.core.relaxation.GradientConsistency`). Sharper decisions (all off by
     default, MoD-NAS's plain softmax): ``temperature`` of the softmax, annealed geometrically to
     ``temperature_min`` over the architecture steps; ``entropy_penalty`` λ adds λ·r·H(softmax α) to the
     architecture loss, r ramping from 0 after the warm-up to 1 at the end (decide late); ``beta_penalty``
@@ -66,7 +66,7 @@ class DartsConfig:
     (:meth:`ArchParameters.expected_flops`), so with β = 0.1 a candidate that doubles the network's FLOPs must cut
     its MSE by 7% (0.3 dB) to win; a ``flops_target`` derivation then spends what cheaper ops save on width.
     ``weight_init``: the supernet's weights redrawn before the search (replacing what an earlier stage trained),
-    ``he`` or PyTorch's ``default`` (:mod:`nasden.initialisation`); ``mixing``: ``sum`` (MoD-NAS Eq. 7: Σ p_k o_k)
+    ``he`` or PyTorch's ``default`` (:mod:`nasden.core.initialisation`); ``mixing``: ``sum`` (MoD-NAS Eq. 7: Σ p_k o_k)
     or ``rms`` (Σ p_k o_k / ‖p‖₂: the sum of K independent candidates at uniform p keeps its input's scale instead
     of shrinking √K-fold per layer, and a one-hot p runs its candidate unchanged; :meth:`ArchParameters.relaxed`).
     With both, the coarse levels of a deep BN-free supernet pass their signal and their architecture gradients
@@ -88,7 +88,7 @@ class DartsConfig:
     probability stays below it derives to the space's reference (first op, previous layer); a mapping sets it per
     kind, ``{op: 0.5, input: 0.7}`` (a kind left out: 0). ``evidence`` (0: off) derives to the reference every op
     or input label whose alpha-gradient consistency stays under ``evidence`` times its noise floor 1/√steps
-    (:class:`nasden.relaxation.GradientConsistency`): the search measured no push for any candidate there, so its
+    (:class:`nasden.core.relaxation.GradientConsistency`): the search measured no push for any candidate there, so its
     argmax is noise, however far the alphas have wandered. It is blind to scale (a steady push however small passes),
     so it belongs beside ``decided``, not instead of it (bench/frontier.py, ``mod_nas_growth_30k_evidence*``).
     ``widths``:
@@ -293,7 +293,7 @@ class Darts(Strategy):
         self._consistency = GradientConsistency(arch)
         arch_optimizer = torch.optim.Adam(arch.parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999))
         record = Record()
-        loop = Optimisation(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
+        loop = TrainingLoop(ctx, search, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=run.supernet.parameters(), log_every=cfg.log_every,
                             companions={"arch_optimizer": arch_optimizer, "record": record,
                                         "saliency": self._saliency, "consistency": self._consistency})

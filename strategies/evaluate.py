@@ -7,18 +7,18 @@ from typing import Any, Literal
 
 import torch
 
-from nasden.atomic import atomic_write
-from nasden.cost import measure_latency
-from nasden.data import is_pair_set
-from nasden.evaluation import evaluate_network, markdown_table
-from nasden.extract import extract
-from nasden.final import static_spec
-from nasden.registry import register_strategy
-from nasden.run import StageContext
-from nasden.space import SearchSpace
+from nasden.common.atomic import atomic_write
+from nasden.common.registry import register_strategy
+from nasden.core.cost import measure_latency
+from nasden.core.extract import extract
+from nasden.core.space import SearchSpace
+from nasden.core.specs import static_spec
+from nasden.core.supernet import recalibrate_bn
+from nasden.data.image_sets import is_pair_set
+from nasden.deploy.scoring import evaluate_network, markdown_table
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.strategy import Strategy
 from nasden.strategies.train import check_arch_option, choose_arch
-from nasden.strategy import Strategy
-from nasden.supernet import recalibrate_bn
 
 
 @dataclass

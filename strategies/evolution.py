@@ -27,15 +27,15 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from nasden.cost import cost, measure_latency
-from nasden.evaluation import arch_psnr
-from nasden.extract import extract
-from nasden.plots import psnr_flops_figure, save_png
-from nasden.registry import register_strategy
-from nasden.run import StageContext
-from nasden.space import Architecture
-from nasden.storage import save_json
-from nasden.strategy import StageFailed, Strategy, helper_processes, require_counts
+from nasden.common.registry import register_strategy
+from nasden.common.storage import save_json
+from nasden.core.cost import cost, measure_latency
+from nasden.core.extract import extract
+from nasden.core.space import Architecture
+from nasden.deploy.scoring import arch_psnr
+from nasden.pipeline.plots import psnr_flops_figure, save_png
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.strategy import StageFailed, Strategy, helper_processes, require_counts
 
 SAMPLERS = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "random": "RandomSampler",
             "gp": "GPSampler"}

@@ -27,16 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nasden.dynamic import DynamicDenoiser, batchnorm_statistics
-from nasden.evaluation import evaluate_network, psnr_per_image
-from nasden.final import dynamic_spec
-from nasden.gates import DDSGate, build_gate
-from nasden.optimisation import Optimisation
-from nasden.recipe import RecipeError
-from nasden.registry import register_strategy
-from nasden.run import StageContext
-from nasden.strategy import Strategy
-from nasden.supernet import recalibrate_bn
+from nasden.common.registry import register_strategy
+from nasden.core.dynamic import DynamicDenoiser, batchnorm_statistics
+from nasden.core.gates import DDSGate, build_gate
+from nasden.core.specs import dynamic_spec
+from nasden.core.supernet import recalibrate_bn
+from nasden.deploy.scoring import evaluate_network, psnr_per_image
+from nasden.pipeline.recipe import RecipeError
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.strategy import Strategy
+from nasden.pipeline.training_loop import TrainingLoop
 
 
 @dataclass
@@ -179,7 +179,7 @@ class Gate(Strategy):
         dynamic = DynamicDenoiser(gate, run.supernet, [c["arch"] for c in chosen], flops.tolist(),
                                   statistics=statistics).eval()
         networks = dynamic.candidates
-        loop = Optimisation(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
+        loop = TrainingLoop(ctx, gate, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every,
                             parameters=[p for p in gate.parameters() if p.requires_grad])
         gate.train()
         if isinstance(gate, DDSGate):

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nasden.evaluation import arch_psnr
-from nasden.optimisation import Optimisation
-from nasden.registry import register_strategy
-from nasden.run import StageContext
-from nasden.space import Architecture, SearchSpace
-from nasden.strategy import Strategy, require_counts
-from nasden.supernet import Supernet
+from nasden.common.registry import register_strategy
+from nasden.core.space import Architecture, SearchSpace
+from nasden.core.supernet import Supernet
+from nasden.deploy.scoring import arch_psnr
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.strategy import Strategy, require_counts
+from nasden.pipeline.training_loop import TrainingLoop
 
 Distill = Literal["synergy", "inplace", "none"]
 
@@ -142,7 +142,7 @@ class Sandwich(Strategy):
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         supernet, space = run.supernet.train(), run.space
-        loop = Optimisation(ctx, supernet, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        loop = TrainingLoop(ctx, supernet, cfg.steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         divergence = F.l1_loss if cfg.loss == "l1" else F.mse_loss
         scores: dict[str, float] = {}
         for step in loop:

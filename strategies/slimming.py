@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nasden.cost import cost
-from nasden.evaluation import arch_psnr
-from nasden.plots import psnr_flops_figure, save_png
-from nasden.registry import register_strategy
-from nasden.run import StageContext
-from nasden.space import Architecture, Choice
-from nasden.storage import save_json
-from nasden.strategy import Strategy
+from nasden.common.registry import register_strategy
+from nasden.common.storage import save_json
+from nasden.core.cost import cost
+from nasden.core.space import Architecture, Choice
+from nasden.deploy.scoring import arch_psnr
+from nasden.pipeline.plots import psnr_flops_figure, save_png
+from nasden.pipeline.run import StageContext
+from nasden.pipeline.strategy import Strategy
 
 
 @dataclass

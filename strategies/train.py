@@ -8,22 +8,22 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nasden.compute import TRAIN_FLOPS_PER_FORWARD
-from nasden.cost import cost
-from nasden.evaluation import score
-from nasden.extract import extract
-from nasden.final import static_spec
-from nasden.inference import denoise
-from nasden.initialisation import WEIGHT_INITS, WeightInit, initialise
-from nasden.metrics import psnr
-from nasden.noise import NoiseConfig
-from nasden.optimisation import Optimisation
-from nasden.registry import register_strategy
-from nasden.run import RunContext, StageContext
-from nasden.space import Architecture, SearchSpace
-from nasden.strategy import Strategy, require_counts, require_learning_rate
-from nasden.supernet import Supernet
-from nasden.tb import log_samples
+from nasden.common.registry import register_strategy
+from nasden.core.cost import cost
+from nasden.core.extract import extract
+from nasden.core.initialisation import WEIGHT_INITS, WeightInit, initialise
+from nasden.core.space import Architecture, SearchSpace
+from nasden.core.specs import static_spec
+from nasden.core.supernet import Supernet
+from nasden.data.noise import NoiseConfig
+from nasden.data.quality import psnr
+from nasden.deploy.inference import denoise
+from nasden.deploy.scoring import score
+from nasden.pipeline.compute_meter import TRAIN_FLOPS_PER_FORWARD
+from nasden.pipeline.run import RunContext, StageContext
+from nasden.pipeline.strategy import Strategy, require_counts, require_learning_rate
+from nasden.pipeline.tensorboard_log import log_samples
+from nasden.pipeline.training_loop import TrainingLoop
 
 IDENTITY_MARGIN_DB = 1.0  # a final network this much worse than doing nothing is refused
 DEFAULT_STEPS = 1000
@@ -33,7 +33,7 @@ DEFAULT_STEPS = 1000
 class TrainConfig:
     """``arch``: auto (the architecture an earlier stage chose, else the largest), largest, smallest,
     or an explicit ``{label: value}``. ``init``: scratch (fresh weights) or supernet (its weights).
-    ``weight_init``: how fresh weights are drawn, PyTorch's ``default`` or ``he`` (:mod:`nasden.initialisation`).
+    ``weight_init``: how fresh weights are drawn, PyTorch's ``default`` or ``he`` (:mod:`nasden.core.initialisation`).
     The learning rate follows a cosine from ``lr`` to ``lr_min``. ``sigma``: train and validate at this
     AWGN level instead of the recipe's noise (MoD-NAS retrains one searched network per σ). ``compute``: a
     training compute in FLOPs instead of ``steps``; the steps follow from the architecture once it is known
@@ -131,7 +131,7 @@ class Train(Strategy):
             initialise(source, cfg.weight_init)
             source.to(run.device)
         model = extract(source, arch).to(run.device).train()
-        loop = Optimisation(ctx, model, steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
+        loop = TrainingLoop(ctx, model, steps, cfg.lr, cfg.lr_min, cfg.checkpoint_every)
         loss_fn = F.mse_loss if cfg.loss == "mse" else F.l1_loss
         val_psnr = math.nan
         sampler, val = run.data.sampler, run.data.val

@@ -8,20 +8,20 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasden.cli import main
-from nasden.cost import cost
-from nasden.difficulty import median_variances, pseudo_labelled, residual_variance
-from nasden.dynamic import DynamicDenoiser
-from nasden.extract import extract
-from nasden.final import load as load_final
-from nasden.gates import ClassifierGate
-from nasden.noise import NoiseConfig, add_noise
-from nasden.ops.channelwise import VariableBatchNorm
-from nasden.ops.nm import NMGradient, apply_nm
-from nasden.recipe import RecipeError, parse_recipe
-from nasden.registry import SPACES
-from nasden.run import create_run, execute
+from nasden.common.registry import SPACES
+from nasden.core.cost import cost
+from nasden.core.dynamic import DynamicDenoiser
+from nasden.core.extract import extract
+from nasden.core.gates import ClassifierGate
+from nasden.core.ops.channelwise import VariableBatchNorm
+from nasden.core.ops.nm import NMGradient, apply_nm
+from nasden.core.supernet import Supernet
+from nasden.data.difficulty import median_variances, pseudo_labelled, residual_variance
+from nasden.data.noise import NoiseConfig, add_noise
+from nasden.deploy.model_file import load as load_final
+from nasden.pipeline.recipe import RecipeError, parse_recipe
+from nasden.pipeline.run import create_run, execute
 from nasden.strategies.class_pruning import branch_archs, branch_l1, branch_weights, entropy
-from nasden.supernet import Supernet
 
 PATTERNS = ["1:4", "2:4", "4:4"]
 
@@ -161,7 +161,8 @@ def test_three_stages_chain_into_a_dynamic_denoiser(tmp_path, capsys) -> None:
         assert set(summary["val_shares"]) == set(PATTERNS)
         assert sum(summary["val_shares"].values()) == pytest.approx(1.0)
         assert 0.25 <= summary["val_flops_ratio"] < 1.1  # between the 1:4 branch and the dense one plus the gate
-    _, spec, model = load_final(run)
+    loaded = load_final(run)
+    spec, model = loaded.spec, loaded.network
     assert isinstance(model, DynamicDenoiser) and spec["gate"]["kind"] == "classifier"
     assert [arch["nm:branch"] for arch in spec["archs"]] == PATTERNS
 
@@ -183,7 +184,7 @@ def test_dense_warmup_trains_the_densest_branch_alone_first(tmp_path) -> None:
     warm = {"strategy": "branch_train", "steps": 4, "lr": 1e-3, "val_every": 4, "dense_warmup": 0.75}
     run = create_run(parse_recipe({**RECIPE, "stages": [RECIPE["stages"][0], warm]}), tmp_path / "run")
     execute(run, quiet=True)
-    _, _, model = load_final(run)
+    model = load_final(run).network
     tracked = {p: int(model.state_dict()[f"network.layers.bn2.candidates.vbn.norms.{p}.num_batches_tracked"])
                for p in PATTERNS}
     assert tracked == {"1:4": 1, "2:4": 1, "4:4": 4}  # three steps of the dense branch alone, then one of all three

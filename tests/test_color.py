@@ -1,14 +1,14 @@
-"""Colour photos through a gray network: in colour out (nasden.color, nasden denoise --color)."""
+"""Colour photos through a gray network: in colour out (nasden.data.color, nasden denoise --color)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from nasden.cli import main
-from nasden.color import denoise_in_color, to_rgb, to_ycbcr
-from nasden.images import load_image, save_image
-from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute
+from nasden.data.color import denoise_in_color, to_rgb, to_ycbcr
+from nasden.data.images import load_image, save_image
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 
 
 def test_ycbcr_round_trip_and_gray_has_no_chrominance() -> None:

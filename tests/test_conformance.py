@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from nasden.registry import STRATEGIES
-from nasden.strategy import Strategy
+from nasden.common.registry import STRATEGIES
+from nasden.pipeline.strategy import Strategy
 from nasden.testing.conformance import check_strategy, check_under_torchrun
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nasden.data import (
+from nasden.data.image_sets import (
     BUILTIN_TRAIN,
     BUILTIN_VAL,
     DataConfig,
@@ -18,8 +18,8 @@ from nasden.data import (
     load_set,
     pad_to_multiple,
 )
-from nasden.images import ImageError, ImageWarning, list_images, load_image, save_image
-from nasden.noise import NoiseConfig, add_noise, bayer_mask, demosaic, jpeg_round_trip
+from nasden.data.images import ImageError, ImageWarning, list_images, load_image, save_image
+from nasden.data.noise import NoiseConfig, add_noise, bayer_mask, demosaic, jpeg_round_trip
 
 
 def test_builtin_split_is_fixed_and_disjoint() -> None:

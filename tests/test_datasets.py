@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasden import datasets
 from nasden.cli import main
-from nasden.data import load_set
-from nasden.datasets import DatasetError, Manifest, copy_from, download, manifest_for
-from nasden.images import save_image
+from nasden.data import datasets
+from nasden.data.datasets import DatasetError, Manifest, copy_from, download, manifest_for
+from nasden.data.image_sets import load_set
+from nasden.data.images import save_image
 
 
 @pytest.fixture

@@ -8,17 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from nasden.cli import main
-from nasden.dynamic import DynamicDenoiser
-from nasden.final import load as load_final
-from nasden.gates import dds_gate, spatial_mean
-from nasden.images import save_image
-from nasden.recipe import RecipeError, parse_recipe
-from nasden.registry import SPACES
-from nasden.run import create_run, execute
+from nasden.common.registry import SPACES
+from nasden.core.dynamic import DynamicDenoiser
+from nasden.core.gates import dds_gate, spatial_mean
+from nasden.core.supernet import Supernet
+from nasden.data.images import save_image
+from nasden.deploy.model_file import load as load_final
+from nasden.pipeline.recipe import RecipeError, parse_recipe
+from nasden.pipeline.run import create_run, execute
 from nasden.strategies.gate import GateConfig, budget_bias, complexity_loss, gate_budget, gate_labels, spread_over_flops
 from nasden.strategies.sandwich import SandwichConfig, distill_target, sandwich_archs, sandwich_step, step_plan
 from nasden.strategies.slimming import slimmer
-from nasden.supernet import Supernet
 
 
 def test_slimmable_space_widths_and_attention() -> None:
@@ -225,7 +225,8 @@ def test_dds_pipeline_end_to_end(tmp_path) -> None:
     assert record[0]["arch"] == space.largest() and record[-1]["arch"] == space.smallest()
     assert (run / "stages/01-progressive_slimming/routing_space.png").stat().st_size > 1000
     assert summaries[1]["evaluations"] > len(record)
-    _, spec, model = load_final(run)
+    loaded = load_final(run)
+    spec, model = loaded.spec, loaded.network
     assert spec["kind"] == "dynamic" and isinstance(model, DynamicDenoiser)
     row = summaries[3]["sets"][0]
     assert sum(row["choices"]) == 2 and min(flops) <= row["flops_per_pixel"] <= max(flops) + 200
@@ -257,7 +258,8 @@ def test_gain_gate_keeps_the_bias_that_meets_its_budget(tmp_path) -> None:
             "budget_ratio": 0.5, "patch": 32}
     run = create_run(parse_recipe({**DDS_TINY, "stages": DDS_TINY["stages"][:2] + [gate]}), tmp_path / "run")
     execute(run, quiet=True)
-    _, spec, model = load_final(run)
+    loaded = load_final(run)
+    spec, model = loaded.spec, loaded.network
     assert spec["gate"]["kind"] == "classifier" and spec["cost_bias"] >= 0 and model.cost_bias == spec["cost_bias"]
     batches = [torch.rand(4, 1, 32, 32)]
     assert budget_bias(model, batches, model.flops[-1]) == 0.0  # the largest's budget needs no bias
@@ -287,7 +289,7 @@ def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:
     execute(run, quiet=True)
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
-    _, _, model = load_final(run)
+    model = load_final(run).network
     x = torch.rand(2, 1, 40, 24)
     (logits,) = ort.InferenceSession(str(tmp_path / "onnx" / manifest["gate"])).run(None, {"noisy": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(logits), model.gate(x), atol=1e-4, rtol=1e-4)

@@ -16,13 +16,13 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from nasden import distributed
-from nasden.data import PatchSampler, load_set
-from nasden.noise import NoiseConfig
-from nasden.recipe import parse_recipe
-from nasden.registry import STRATEGIES
-from nasden.run import StageContext, create_run, open_run
-from nasden.storage import load_torch
+from nasden.common import distributed
+from nasden.common.registry import STRATEGIES
+from nasden.common.storage import load_torch
+from nasden.data.image_sets import PatchSampler, load_set
+from nasden.data.noise import NoiseConfig
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import StageContext, create_run, open_run
 
 BATCH = 4  # per process
 RECIPE = {

@@ -15,8 +15,8 @@ import yaml
 from optuna.trial import TrialState, create_trial
 
 from nasden.cli import main
-from nasden.recipe import parse_recipe
-from nasden.run import StageContext, create_run, execute, open_run
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import StageContext, create_run, execute, open_run
 from nasden.strategies.evolution import EvolutionConfig, make_sampler, open_study, pareto_front
 
 TINY = {

@@ -1,4 +1,4 @@
-"""The deployable network (nasden.final): one shared weight set behind every candidate of a dynamic denoiser."""
+"""The model file (nasden.deploy.model_file): one shared weight set behind every candidate of a dynamic denoiser."""
 from __future__ import annotations
 
 import copy
@@ -6,18 +6,19 @@ import copy
 import pytest
 import torch
 
-from nasden import final
-from nasden.dynamic import DynamicDenoiser, batchnorm_statistics
-from nasden.errors import RunError
-from nasden.extract import extract
-from nasden.gates import ClassifierGate, build_gate
-from nasden.inference import denoise
-from nasden.recipe import parse_recipe
-from nasden.registry import SPACES
-from nasden.run import create_run
-from nasden.storage import save_torch
+from nasden.common.errors import RunError
+from nasden.common.registry import SPACES
+from nasden.common.storage import save_torch
+from nasden.core.dynamic import DynamicDenoiser, batchnorm_statistics
+from nasden.core.extract import extract
+from nasden.core.gates import ClassifierGate, build_gate
+from nasden.core.specs import dynamic_spec
+from nasden.core.supernet import Supernet, recalibrate_bn
+from nasden.deploy import model_file as final
+from nasden.deploy.inference import denoise
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run
 from nasden.strategies.class_pruning import branch_archs
-from nasden.supernet import Supernet, recalibrate_bn
 
 
 class BrightnessGate(torch.nn.Module):
@@ -111,7 +112,7 @@ def test_each_candidate_keeps_its_own_batchnorm_statistics() -> None:
         for _ in range(2):  # in either order: each candidate swaps its own statistics in
             for view, network in zip(model.candidates, extracted):
                 torch.testing.assert_close(view(x), network(x), atol=1e-5, rtol=0)
-    rebuilt = final.trained(space, {**final.dynamic_spec(model), "gate": {"kind": "classifier", "candidates": 2}},
+    rebuilt = final.trained(space, {**dynamic_spec(model), "gate": {"kind": "classifier", "candidates": 2}},
                             {**model.state_dict(), **{f"gate.{k}": v for k, v in
                                                       ClassifierGate(1, 2).state_dict().items()}})
     torch.testing.assert_close(rebuilt.candidates[0](x), extracted[0](x), atol=1e-5, rtol=0)
@@ -141,7 +142,8 @@ def _format_1_run(tmp_path):
 
 def test_a_format_1_dynamic_network_is_converted_to_shared_weights(tmp_path) -> None:
     run_dir, supernet, archs = _format_1_run(tmp_path)
-    _, spec, model = final.load(run_dir)
+    loaded = final.load(run_dir)
+    spec, model = loaded.spec, loaded.network
     assert spec["gate"] == {"kind": "classifier", "candidates": 2, "channels": 8, "stride": 2}
     x = torch.rand(1, 1, 16, 16)
     with torch.no_grad():

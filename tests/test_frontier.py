@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from nasden.compute import ComputeCounter
-from nasden.plots import psnr_flops_figure
-from nasden.registry import SPACES
-from nasden.supernet import Supernet
+from nasden.common.registry import SPACES
+from nasden.core.supernet import Supernet
+from nasden.pipeline.compute_meter import ComputeCounter
+from nasden.pipeline.plots import psnr_flops_figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from frontier_math import (  # noqa: E402

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from nasden.dynamic import DynamicDenoiser
-from nasden.extract import extract
-from nasden.inference import denoise, merge_rows, receptive_radius, route_map, tile_layout
-from nasden.registry import SPACES
-from nasden.supernet import Supernet
+from nasden.common.registry import SPACES
+from nasden.core.dynamic import DynamicDenoiser
+from nasden.core.extract import extract
+from nasden.core.supernet import Supernet
+from nasden.deploy.inference import denoise, merge_rows, receptive_radius, route_map, tile_layout
 
 
 def small_net(**options):
@@ -119,9 +121,19 @@ def test_receptive_radius_of_a_dncnn_is_its_depth(depth: int) -> None:
 
 
 def test_tiles_smaller_than_the_receptive_field_are_refused() -> None:
-    from nasden.cli import _check_tiles
-    from nasden.recipe import RecipeError
-    _check_tiles(64, 16, 4, lambda: 31)  # a 63-pixel field fits a 64-pixel tile
-    with pytest.raises(RecipeError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 68"):
-        _check_tiles(64, 16, 4, lambda: 32)
-    _check_tiles(0, 16, 4, lambda: 1000)  # whole image: no tiles, nothing to measure
+    from nasden.core.specs import static_spec
+    from nasden.deploy.denoiser import Denoiser
+    from nasden.deploy.model_file import ModelFile
+    from nasden.pipeline.recipe import RecipeError
+
+    def denoiser(depth: int) -> Denoiser:
+        space = SPACES.get("dncnn")(depth=depth, channels=2)
+        network = extract(Supernet(space), space.largest()).eval()
+        return Denoiser(ModelFile(space, static_spec(space.largest()), network, {}, {}, Path("-")))
+
+    denoiser(31).check_tiles(64, 16)  # a 63-pixel field fits a 64-pixel tile
+    with pytest.raises(RecipeError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 65"):
+        denoiser(32).check_tiles(64, 16)
+    whole = denoiser(32)
+    whole.check_tiles(0, 16)  # whole image: no tiles, nothing to measure
+    assert whole._radius is None

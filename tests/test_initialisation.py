@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from nasden.initialisation import branch_ends, fan_in, he_, initialise
-from nasden.ops.convolution import DynamicConv, DynamicConvTranspose, SeparableConv
-from nasden.recipe import parse_recipe
-from nasden.relaxation import ArchParameters
-from nasden.run import create_run, execute
+from nasden.core.initialisation import branch_ends, fan_in, he_, initialise
+from nasden.core.ops.convolution import DynamicConv, DynamicConvTranspose, SeparableConv
+from nasden.core.relaxation import ArchParameters
+from nasden.core.supernet import Supernet
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 from nasden.search_spaces.backbones import dncnn
 from nasden.search_spaces.mod_unet import mod_unet
 from nasden.strategies.train import TrainConfig
-from nasden.supernet import Supernet
 
 
 def test_he_draws_each_convolution_at_two_over_its_fan_in() -> None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from nasden.metrics import psnr, ssim
+from nasden.data.quality import psnr, ssim
 
 
 @pytest.mark.parametrize("channels", [1, 3])

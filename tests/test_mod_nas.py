@@ -9,13 +9,16 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nasden.cost import cost
-from nasden.extract import extract
-from nasden.ops.mixed import MixedOp
-from nasden.ops.unfold import UnfoldStep
-from nasden.recipe import build_space, parse_recipe
-from nasden.relaxation import ArchParameters, GradientConsistency, TaylorSaliency
-from nasden.run import create_run, execute
+from nasden.core.cost import cost
+from nasden.core.extract import extract
+from nasden.core.ops.mixed import MixedOp
+from nasden.core.ops.unfold import UnfoldStep
+from nasden.core.relaxation import ArchParameters, GradientConsistency, TaylorSaliency
+from nasden.core.shapes import live_nodes
+from nasden.core.space import SearchSpace, SpaceError
+from nasden.core.supernet import Supernet
+from nasden.pipeline.recipe import build_space, parse_recipe
+from nasden.pipeline.run import create_run, execute
 from nasden.search_spaces.backbones import dncnn_graph
 from nasden.search_spaces.mod_unet import (
     DOWN_OPS,
@@ -26,10 +29,7 @@ from nasden.search_spaces.mod_unet import (
     UP_OPS,
     mod_unet,
 )
-from nasden.shapes import live_nodes
-from nasden.space import SearchSpace, SpaceError
 from nasden.strategies.darts import DartsConfig, annealed_temperature
-from nasden.supernet import Supernet
 
 
 def test_unfold_step_matches_hand_computation() -> None:
@@ -414,7 +414,7 @@ def test_search_with_evidence_derives_unproven_labels_to_the_reference(tmp_path)
 
 
 def test_architecture_steps_draw_arch_batch_patches(tmp_path, monkeypatch) -> None:
-    from nasden.data import PatchSampler
+    from nasden.data.image_sets import PatchSampler
 
     sizes: dict[int, set[int]] = {}
     original = PatchSampler.batch
@@ -454,7 +454,7 @@ def test_second_order_search_runs_and_differs_from_first_order(tmp_path) -> None
 
 
 def test_sampler_halves_are_disjoint() -> None:
-    from nasden.data import DataConfig, RunData
+    from nasden.data.image_sets import DataConfig, RunData
 
     sampler = RunData(DataConfig(patch=16), 1, 0).sampler
     weights, arch = sampler.halves()
@@ -463,7 +463,7 @@ def test_sampler_halves_are_disjoint() -> None:
 
 
 def test_collapse_plan_keeps_a_wide_dilated_kernel_apart() -> None:
-    from nasden.ops.mixed import collapse_plan
+    from nasden.core.ops.mixed import collapse_plan
 
     layer = MixedOp(tuple(NORMAL_OPS), 8, 8)
     groups, apart = collapse_plan(list(layer.candidates.values()))

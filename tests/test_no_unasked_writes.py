@@ -13,14 +13,14 @@ import torch
 import yaml
 from PIL import Image
 
-from nasden import datasets
-from nasden.atomic import atomic_write
 from nasden.cli import main
-from nasden.datasets import manifest_for
-from nasden.errors import WriteError
-from nasden.images import save_image
-from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute
+from nasden.common.atomic import atomic_write
+from nasden.common.errors import WriteError
+from nasden.data import datasets
+from nasden.data.datasets import manifest_for
+from nasden.data.images import save_image
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute
 
 TINY = {
     "name": "tiny", "seed": 5, "device": "cpu",
@@ -95,7 +95,7 @@ def test_denoise(run, tmp_path, capsys, kind) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_eval_json_is_checked_before_scoring(run, tmp_path, capsys, kind, monkeypatch) -> None:
     make(kind, tmp_path / "scores.json")
-    monkeypatch.setattr("nasden.evaluation.evaluate_network", lambda *a, **k: pytest.fail("scored before refusing"))
+    monkeypatch.setattr("nasden.deploy.scoring.evaluate_network", lambda *a, **k: pytest.fail("scored before refusing"))
     argv = ["eval", str(run), "--data", "builtin", "--crop", "32", "--json", str(tmp_path / "scores.json")]
     refused_untouched(capsys, argv, tmp_path / "scores.json", expected_refusal(kind))
     if kind != "file":

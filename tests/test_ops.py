@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nasden.ops.base import Layout
-from nasden.ops.nm import nm_mask, parse_nm
-from nasden.registry import OPS
+from nasden.common.registry import OPS
+from nasden.core.ops.base import Layout
+from nasden.core.ops.nm import nm_mask, parse_nm
 
 
 @pytest.mark.parametrize("name", OPS.names())
@@ -47,7 +47,7 @@ def test_nm_mask_keeps_n_of_every_m_input_channels() -> None:
 
 
 def test_an_inference_mask_is_cached_until_the_weight_changes() -> None:
-    from nasden.ops.convolution import DynamicConv
+    from nasden.core.ops.convolution import DynamicConv
     conv = DynamicConv(8, 8)
     x = torch.rand(1, 8, 6, 6)
 
@@ -70,7 +70,7 @@ def test_parse_nm() -> None:
 
 
 def test_fan_in_correction_keeps_a_slimmed_layer_at_full_scale() -> None:
-    from nasden.ops.convolution import DynamicConv
+    from nasden.core.ops.convolution import DynamicConv
     conv = DynamicConv(64, 64, kernel=3, bias=False)
     x = torch.randn(4, 64, 16, 16)
     full = conv(x, 64).std().item()

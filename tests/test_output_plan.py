@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from nasden.errors import WriteError
-from nasden.images import ImageError
-from nasden.output_plan import plan_outputs
+from nasden.common.errors import WriteError
+from nasden.data.images import ImageError
+from nasden.deploy.output_plan import plan_outputs
 
 
 def touch(*paths: Path) -> None:

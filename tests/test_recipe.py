@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from nasden.cli import main
-from nasden.recipe import RecipeError, apply_override, load_recipe, parse_recipe
+from nasden.pipeline.recipe import RecipeError, apply_override, load_recipe, parse_recipe
 
 GOOD = {
     "name": "tiny", "seed": 1,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nasden import datasets
-from nasden.recipe import load_recipe
-from nasden.run import create_run, execute
+from nasden.data import datasets
+from nasden.pipeline.recipe import load_recipe
+from nasden.pipeline.run import create_run, execute
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

@@ -4,8 +4,8 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-import nasden.registry as registry
-from nasden.registry import Registry, UnknownNameError
+import nasden.common.registry as registry
+from nasden.common.registry import Registry, UnknownNameError
 
 
 def third_party_space() -> str:

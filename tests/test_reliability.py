@@ -8,13 +8,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from nasden.atomic import TEMP_PREFIX
 from nasden.cli import main
-from nasden.errors import RunError
-from nasden.recipe import load_recipe, parse_recipe
-from nasden.run import RunLock, create_run, execute
-from nasden.storage import load_torch
-from nasden.strategy import StageFailed
+from nasden.common.atomic import TEMP_PREFIX
+from nasden.common.errors import RunError
+from nasden.common.storage import load_torch
+from nasden.pipeline.recipe import load_recipe, parse_recipe
+from nasden.pipeline.run import RunLock, create_run, execute
+from nasden.pipeline.strategy import StageFailed
 
 TINY = {
     "name": "tiny", "seed": 5, "device": "cpu",
@@ -161,12 +161,12 @@ def test_one_process_at_a_time_and_orphans_are_cleaned(tmp_path) -> None:
 
 
 def test_unexpected_errors_give_one_line_and_a_log(run, tmp_path, capsys, monkeypatch) -> None:
-    import nasden.evaluation
+    import nasden.deploy.scoring
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("something deep went wrong")
 
-    monkeypatch.setattr(nasden.evaluation, "evaluate_network", broken)
+    monkeypatch.setattr(nasden.deploy.scoring, "evaluate_network", broken)
     code = main(["eval", str(run), "--data", "builtin"])
     err = capsys.readouterr().err
     assert code == 1 and "internal error: ZeroDivisionError" in err and "Traceback" not in err
@@ -184,8 +184,8 @@ def test_an_unwritable_output_folder_gets_one_line(run, tmp_path, capsys) -> Non
 
 
 def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path) -> None:
-    from nasden.atomic import atomic_write
-    from nasden.errors import WriteError
+    from nasden.common.atomic import atomic_write
+    from nasden.common.errors import WriteError
 
     def disk_full(tmp: str) -> None:
         raise OSError(28, "No space left on device", tmp)

@@ -14,13 +14,13 @@ import yaml
 from PIL import Image
 
 from nasden.cli import main
-from nasden.evaluation import score
-from nasden.final import load as load_final
-from nasden.noise import NoiseConfig
-from nasden.recipe import parse_recipe
-from nasden.run import create_run, execute, open_run
-from nasden.storage import load_torch
-from nasden.strategy import StageFailed
+from nasden.common.storage import load_torch
+from nasden.data.noise import NoiseConfig
+from nasden.deploy.model_file import load as load_final
+from nasden.deploy.scoring import score
+from nasden.pipeline.recipe import parse_recipe
+from nasden.pipeline.run import create_run, execute, open_run
+from nasden.pipeline.strategy import StageFailed
 from nasden.testing.conformance import without_timings
 
 TINY = {
@@ -66,7 +66,8 @@ def test_search_denoise_export_eval(tmp_path, capsys) -> None:
 
     assert main(["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "export")]) == 0
     scripted = torch.jit.load(str(tmp_path / "export" / "denoiser.pt"))
-    _, spec, model = load_final(run)
+    loaded = load_final(run)
+    spec, model = loaded.spec, loaded.network
     assert spec["kind"] == "static"
     x = torch.rand(1, 1, 24, 20)
     torch.testing.assert_close(scripted(x), model(x), atol=1e-5, rtol=0)
@@ -130,7 +131,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(kind: str, tmp_path) -> No
 
 
 def test_nan_loss_stops_the_stage_and_keeps_the_last_checkpoint(tmp_path, monkeypatch) -> None:
-    from nasden.data import PatchSampler
+    from nasden.data.image_sets import PatchSampler
     original = PatchSampler.batch
 
     def poisoned(self, step, batch=None, stream=0, patch=None, shard=None):
@@ -152,7 +153,7 @@ def test_rgb_unet_run(tmp_path) -> None:
             "stages": [{"strategy": "train", "steps": 4}]}
     run = create_run(parse_recipe(data), tmp_path / "run")
     summaries = execute(run, quiet=True)
-    _, _, model = load_final(run)
+    model = load_final(run).network
     val = open_run(run, quiet=True).data.val
     assert all(noisy.shape[0] == 3 and noisy.shape[-1] == 45 for _, noisy, _ in val)
     # final.pt is the validated network, and scoring it pads 45 to 48 and crops back like the stage did
@@ -162,7 +163,7 @@ def test_rgb_unet_run(tmp_path) -> None:
 def test_choice_probabilities_are_logged_per_label_and_candidate(tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from nasden.tb import log_choice_probabilities, open_writer
+    from nasden.pipeline.tensorboard_log import log_choice_probabilities, open_writer
     writer = open_writer(tmp_path)
     log_choice_probabilities(writer, {"op:c1": {"conv3x3": 0.7, "conv5x5": 0.3}}, step=5)
     writer.close()
@@ -175,7 +176,7 @@ def test_choice_probabilities_are_logged_per_label_and_candidate(tmp_path) -> No
 def test_choice_layout_groups_each_label_in_one_chart(tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from nasden.tb import add_choice_layout, open_writer
+    from nasden.pipeline.tensorboard_log import add_choice_layout, open_writer
     writer = open_writer(tmp_path)
     add_choice_layout(writer, {"op:c1": {"conv3x3": 0.7, "conv5x5": 0.3}, "input:c2": {"a": 0.5, "b": 0.5}})
     writer.close()

@@ -7,8 +7,8 @@ import random
 import networkx as nx
 import pytest
 
-from nasden.registry import SPACES, UnknownNameError
-from nasden.space import SearchSpace, SpaceError, arch_from_json, arch_hash, arch_to_json, width_choices
+from nasden.common.registry import SPACES, UnknownNameError
+from nasden.core.space import SearchSpace, SpaceError, arch_from_json, arch_hash, arch_to_json, width_choices
 
 
 def chain(*layers: tuple[str, dict], residual: bool = False, channels: int = 1) -> nx.DiGraph:

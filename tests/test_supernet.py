@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasden.cost import cost, measure_latency
-from nasden.extract import export_torchscript, extract
-from nasden.registry import SPACES
-from nasden.supernet import Supernet, recalibrate_bn
+from nasden.common.registry import SPACES
+from nasden.core.cost import cost, measure_latency
+from nasden.core.extract import export_torchscript, extract
+from nasden.core.supernet import Supernet, recalibrate_bn
 
 SPACE_OPTIONS = {  # small settings for every registered space
     "toy": [{}, {"image_channels": 3}],
@@ -193,7 +193,7 @@ def test_torchscript_export_round_trip(tmp_path) -> None:
 def test_onnx_export(tmp_path) -> None:
     pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime (in the 'onnx' extra) is not installed")
-    from nasden.extract import export_onnx
+    from nasden.core.extract import export_onnx
     space = SPACES.get("unet")(levels=2, channels=8, group=8)
     static = extract(Supernet(space), space.sample(0)).eval()
     path = export_onnx(static, torch.rand(1, 1, 16, 16), tmp_path / "net.onnx")

@@ -38,10 +38,10 @@ from typing import Any, Iterator
 import torch
 import yaml
 
-from nasden.recipe import RecipeError, parse_recipe
-from nasden.registry import STRATEGIES
-from nasden.run import SLOTS, StageContext, create_run, execute
-from nasden.storage import load_torch
+from nasden.common.registry import STRATEGIES
+from nasden.common.storage import load_torch
+from nasden.pipeline.recipe import RecipeError, parse_recipe
+from nasden.pipeline.run import SLOTS, StageContext, create_run, execute
 
 
 class Interrupted(Exception):
