@@ -17,9 +17,8 @@ import time
 
 import torch
 
-from nasden import Supernet
+from nasden import Supernet, cost, extract
 from nasden.common.registry import SPACES
-from nasden.core import cost, extract
 from record import write_json
 
 

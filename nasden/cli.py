@@ -17,14 +17,15 @@ import yaml
 
 from nasden.common import distributed
 from nasden.common.atomic import atomic_write, check_target
-from nasden.common.errors import NasdenError, RunError
-from nasden.common.registry import SPACES, STRATEGIES
+from nasden.common.errors import NasdenError, RunError, StageFailed, UsageError
+from nasden.common.registry import GATES, OPS, SPACES, STRATEGIES
+from nasden.common.threads import own_cores
 from nasden.data.image_sets import evaluation_pairs, load_set
-from nasden.data.images import ImageError, load_image, save_image
+from nasden.data.images import ImageError, bit_depth, image_header, load_image, output_bits, save_image
 from nasden.data.noise import NoiseConfig
 from nasden.deploy.output_plan import plan_outputs
-from nasden.pipeline.recipe import RecipeError, load_recipe
-from nasden.pipeline.strategy import StageFailed
+from nasden.pipeline.preflight import preflight
+from nasden.pipeline.recipe import load_recipe
 
 RECOVERY_KEYS = re.compile(r"stages\.\d+\.(lr|lr_min|arch_lr|arch_lr_min|steps|compute)=")
 SSIM_WINDOW = 11  # pixels: the side of the SSIM Gaussian window
@@ -34,6 +35,8 @@ def _search(args: argparse.Namespace) -> int:
     from nasden.pipeline.run import create_run, execute
     recipe = load_recipe(args.recipe, args.override)
     _check_workers(args.workers)
+    if distributed.is_main():
+        preflight(recipe)  # before the run folder is made: what validate refuses, search refuses first
     with distributed.process_group():  # under torchrun: rank 0 makes the run folder, every process runs it
         run_dir = distributed.from_main(lambda: create_run(recipe, Path(args.out) if args.out else Path("runs") / (
             f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")))
@@ -45,7 +48,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _check_workers(workers: int) -> None:
     if not 1 <= workers <= 256:
-        raise RecipeError(f"--workers: expected 1..256 processes, got {workers}")
+        raise UsageError(f"--workers: expected 1..256 processes, got {workers}")
 
 
 def _run_folder(path: str) -> Path:
@@ -70,7 +73,7 @@ def _recover(run_dir: Path, overrides: list[str]) -> Path:
         return run_dir
     for assignment in overrides:
         if not RECOVERY_KEYS.match(assignment):
-            raise RecipeError(f"resume -o {assignment!r}: only stages.N.lr, lr_min, arch_lr, arch_lr_min, steps and "
+            raise UsageError(f"resume -o {assignment!r}: only stages.N.lr, lr_min, arch_lr, arch_lr_min, steps and "
                               f"compute can change in a run that has started")
     path = run_dir / "recipe.yaml"
     recipe = load_recipe(path, overrides)  # validated with the new values
@@ -86,10 +89,10 @@ def _worker(args: argparse.Namespace) -> int:
     stages = ctx.recipe.stages
     takes_workers = [i for i, s in enumerate(stages) if STRATEGIES.get(s.strategy).has_workers]
     if args.stage not in takes_workers:
-        raise RecipeError(f"{args.run_dir}: stage {args.stage} takes no workers (stages that do: "
+        raise UsageError(f"{args.run_dir}: stage {args.stage} takes no workers (stages that do: "
                           f"{', '.join(f'{i} ({stages[i].strategy})' for i in takes_workers) or 'none'})")
     if len(ctx.summaries) < args.stage:
-        raise RecipeError(f"{args.run_dir}: stage {args.stage} has not started; the stages before it must finish first")
+        raise UsageError(f"{args.run_dir}: stage {args.stage} has not started; the stages before it must finish first")
     stage = stages[args.stage]
     print(STRATEGIES.get(stage.strategy)(stage.options).work(StageContext(ctx, args.stage, stage.strategy), args.index))
     return 0
@@ -97,10 +100,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.override)
+    data = preflight(recipe, download=False)  # validate writes nothing, not even a dataset cache
     space = recipe.build_space()
     stages = " → ".join(s.strategy for s in recipe.stages)
     print(f"{args.recipe}: ok: space {space.name!r} ({len(space.nodes)} nodes, {len(space.choices())} choices); "
-          f"stages {stages}")
+          f"data {data}; stages {stages}")
     return 0
 
 
@@ -112,23 +116,26 @@ def _first_sentence(obj: object) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    print("search spaces:")
-    for name in SPACES.names():
-        print(f"  {name:<22} {_first_sentence(SPACES.get(name))}")
-    print("strategies:")
-    for name in STRATEGIES.names():
-        print(f"  {name:<22} {_first_sentence(STRATEGIES.get(name))}")
+    if args.options:
+        from nasden.reference import options_reference
+        print(options_reference(), end="")
+        return 0
+    for title, registry in (("search spaces", SPACES), ("strategies", STRATEGIES), ("gates", GATES), ("ops", OPS)):
+        print(f"{title}:")
+        for name in registry.names():
+            entry = registry.get(name)
+            print(f"  {name:<22} {entry.describe() if registry is OPS else _first_sentence(entry)}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from nasden.common.storage import save_json
     from nasden.deploy.denoiser import load
-    from nasden.deploy.scoring import evaluate_network, markdown_table
+    from nasden.deploy.scoring import markdown_table
     if not (math.isfinite(args.sigma) and 0 <= args.sigma <= 255):
-        raise RecipeError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
+        raise UsageError(f"--sigma: expected a noise level in [0, 255], got {args.sigma}")
     if args.crop is not None and args.crop < SSIM_WINDOW:
-        raise RecipeError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
+        raise UsageError(f"--crop: expected at least {SSIM_WINDOW} pixels (the SSIM window), got {args.crop}")
     if args.json:
         check_target(Path(args.json), args.overwrite)
     model = load(args.model)
@@ -138,7 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
         if min(clean.shape[-2:]) < SSIM_WINDOW:
             raise ImageError(f"{name}: {clean.shape[-1]}×{clean.shape[-2]} pixels, smaller than the "
                              f"{SSIM_WINDOW}-pixel SSIM window")
-    row = {**evaluate_network(model.network, model.space, model.spec, pairs, str(args.data)), "sigma": args.sigma}
+    row = {**model.score(pairs, str(args.data)), "sigma": args.sigma}
     print(markdown_table([row]), end="")
     if args.json:
         save_json(row, Path(args.json))
@@ -152,9 +159,9 @@ def _denoise(args: argparse.Namespace) -> int:
     if args.sigma is not None and (warning := model.noise_warning(args.sigma)):
         warnings.warn(warning, stacklevel=1)
     if args.cost_bias is not None and not math.isfinite(args.cost_bias):
-        raise RecipeError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
+        raise UsageError(f"--cost-bias: expected a finite number, got {args.cost_bias}")
     if (args.route_map or args.cost_bias is not None) and not model.dynamic:
-        raise RecipeError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
+        raise UsageError("--route-map and --cost-bias need a dynamic denoiser (a run that ended with a gate)")
     model.check_tiles(args.tile, args.overlap)
     if args.cost_bias is not None:
         model.network.cost_bias = args.cost_bias
@@ -165,6 +172,8 @@ def _denoise(args: argparse.Namespace) -> int:
         src, dst = job.source, job.output
         replaced = " (replaced)" if dst.exists() else ""
         try:  # a gray network keeps a colour photo in colour (nasden.data.color); an RGB one gets RGB
+            (width, height), _ = image_header(src)
+            model.check_memory((height, width), args.tile)  # before the image is decoded
             noisy = load_image(src, None if model.in_channels == 1 else model.in_channels)
         except ImageError as err:
             if len(jobs) == 1:
@@ -175,7 +184,11 @@ def _denoise(args: argparse.Namespace) -> int:
         result = model.run(noisy, args.tile, args.overlap, args.route, args.color, quiet=args.quiet)
         note = (f"  (colour through the gray network: {COLOR_NOTES[args.color]})"
                 if noisy.shape[0] == 3 and model.in_channels == 1 else "")
-        save_image(result.image, dst)
+        source_bits = bit_depth(src)
+        bits = output_bits(source_bits, result.image.shape[0], dst)
+        if bits < source_bits:
+            note += f"  (16-bit input written as 8-bit: {dst.suffix or 'this format'} holds 8 bits; use .png or .tif)"
+        save_image(result.image, dst, bits)
         if model.dynamic:
             candidates = len(model.network.candidates)
             used = [result.choices.count(i) for i in range(candidates)]
@@ -193,15 +206,14 @@ COLOR_NOTES = {"channels": "each RGB channel", "luma": "luminance only, chromina
 
 def _export(args: argparse.Namespace) -> int:
     from nasden.deploy.denoiser import load
-    from nasden.deploy.export import export
     if args.format == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError:
-            raise RecipeError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
+            raise UsageError("ONNX export needs the 'onnx' package: pip install nasden[onnx]") from None
     out = Path(args.out)
     model = load(args.model)
-    export(model.network, model.space, model.spec, out, args.format, args.overwrite)
+    model.export(out, args.format, args.overwrite)
     print(f"wrote {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return 0
 
@@ -219,7 +231,7 @@ def _data(args: argparse.Namespace) -> int:
                 print(f"{'':<10} splits {counts}; {data.split_rule}")
         return 0
     if not args.name:
-        raise RecipeError("nasden data get: name a dataset, e.g. nasden data get bsd68 (see nasden data ls)")
+        raise UsageError("nasden data get: name a dataset, e.g. nasden data get bsd68 (see nasden data ls)")
     data = datasets.manifest(args.name)
     if args.source:
         folder = datasets.copy_from(data, Path(args.source), datasets.cache_root(), args.overwrite)
@@ -247,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--override", **overrides)
     workers = {"type": int, "default": 1,
                "help": "local processes for stages that spread their work (evolution trials; default 1)"}
+    threads = {"type": int, "help": "PyTorch threads of this process (default: the cores available to it, divided "
+                                    "by the processes torchrun starts beside it)"}
     p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     p.add_argument("--workers", **workers)
+    p.add_argument("--threads", **threads)
     p = command("resume", _resume, "continue a stopped or killed run where it left off")
     p.add_argument("run_dir")
     p.add_argument("-o", "--override", action="append", default=[], dest="override", metavar="KEY=VALUE",
@@ -256,15 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. -o stages.0.lr=1e-4 (repeatable; recorded in the run's recipe.yaml)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--workers", **workers)
+    p.add_argument("--threads", **threads)
     p = command("worker", _worker, "join a running stage that spreads its work over processes (evolution)")
     p.add_argument("run_dir")
     p.add_argument("--stage", type=int, required=True, help="index of the evolution stage in the recipe")
     p.add_argument("--index", type=int, default=1, help="worker number (seeds its sampler; default 1)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", **threads)
     p = command("validate", _validate, "check a recipe without running it")
     p.add_argument("recipe")
     p.add_argument("-o", "--override", **overrides)
-    command("ls", _ls, "list the registered search spaces and strategies")
+    p = command("ls", _ls, "list the registered search spaces, strategies, gates and ops")
+    p.add_argument("--options", action="store_true",
+                   help="print every option of every space, strategy and gate (Markdown; docs/guide/options.md)")
     p = command("data", _data, "list the named datasets (train400, bsd68, ...) or get one into the user cache")
     p.add_argument("action", choices=["ls", "get"])
     p.add_argument("name", nargs="?", help="the dataset to get")
@@ -281,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, help="centre-crop images to at most this size")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--json", help="also write the scores to this JSON file")
+    p.add_argument("--threads", **threads)
     p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists (default: refuse)")
     p = command("denoise", _denoise, "denoise image files with a trained network")
     p.add_argument("model", **model)
@@ -299,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a colour photo through a gray network: each RGB channel (default) or the luminance only")
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", **threads)
     p = command("export", _export, "export a trained network as TorchScript or ONNX")
     p.add_argument("model", **model)
     p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
@@ -321,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
+        if hasattr(args, "threads"):
+            if args.threads is not None and not 1 <= args.threads <= 1024:
+                raise UsageError(f"--threads: expected 1..1024, got {args.threads}")
+            own_cores(args.threads)
         return args.func(args)
     except NasdenError as err:
         print(f"nasden: error: {err}", file=sys.stderr)

@@ -41,7 +41,6 @@ from nasden.core.specs import dynamic_spec
 from nasden.core.supernet import Supernet
 from nasden.data.difficulty import median_variances, pseudo_labelled, residual_variance
 from nasden.deploy.scoring import evaluate_network, score
-from nasden.pipeline.recipe import RecipeError
 from nasden.pipeline.run import RunContext, StageContext
 from nasden.pipeline.strategy import Strategy, require_counts, require_learning_rate
 from nasden.pipeline.training_loop import TrainingLoop
@@ -52,9 +51,9 @@ SMOKE_SPACE = {"name": "nm_branches", "depth": 3, "channels": 8}
 def branch_archs(space: SearchSpace) -> dict[str, Architecture]:
     """Pattern → architecture for each N:M pattern of the space's single ``nm`` label, sparsest (cheapest) first."""
     labels = [c for c in space.choices().values() if c.kind == "nm"]
-    if len(labels) != 1:
-        raise RecipeError(f"ClassPruning needs a space with exactly one N:M label (e.g. nm_branches); "
-                          f"{space.name!r} has {len(labels)}")
+    if len(labels) != 1:  # checked when the recipe is parsed (check_space)
+        raise ValueError(f"space: ClassPruning needs a space with exactly one N:M label (e.g. nm_branches); "
+                         f"{space.name!r} has {len(labels)}")
     choice = labels[0]
     base = space.largest()
 
@@ -125,6 +124,9 @@ class ClassifierPretrain(Strategy):
     space_choices = frozenset({"nm"})
     smoke_options = {"steps": 4, "checkpoint_every": 2, "channels": 8, "pool_batches": 2}
     smoke_space = SMOKE_SPACE
+
+    def check_space(self, space: SearchSpace) -> None:
+        branch_archs(space)
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
@@ -210,6 +212,8 @@ class JointConfig(BranchConfig):
 class _BranchStage(Strategy):
     """Shared loop of stages 2 and 3: every branch runs on every image; ends with the dynamic denoiser."""
 
+    trains_network = True
+
     summary_keys = frozenset({"steps", "gradient", "val_psnr", "val_flops_per_pixel", "val_flops_ratio", "val_shares",
                               "branch_val_psnr", "branch_flops_per_pixel"})
     requires = frozenset({"classifier"})
@@ -217,6 +221,9 @@ class _BranchStage(Strategy):
     space_choices = frozenset({"nm"})
     smoke_space = SMOKE_SPACE
     joint: bool = False
+
+    def check_space(self, space: SearchSpace) -> None:
+        branch_archs(space)
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
@@ -260,6 +267,8 @@ class _BranchStage(Strategy):
             summary = self._validate(ctx, cfg.steps, names)
         gate.requires_grad_(True)
         gate.eval()
+        if ctx.run.final is not None:
+            ctx.log_denoised(ctx.run.final, cfg.steps)
         return {"steps": cfg.steps, "gradient": cfg.gradient, **summary}
 
     def _validate(self, ctx: StageContext, step: int, names: list[str]) -> dict[str, Any]:

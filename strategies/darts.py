@@ -39,6 +39,7 @@ from nasden.core.ops.mixed import MixedOp
 from nasden.core.relaxation import ArchParameters, GradientConsistency, TaylorSaliency, describe
 from nasden.core.space import Architecture
 from nasden.core.supernet import Supernet
+from nasden.data.image_sets import RunData
 from nasden.deploy.scoring import psnr_per_image
 from nasden.pipeline.plots import network_figure, save_png
 from nasden.pipeline.run import StageContext
@@ -280,7 +281,13 @@ class Darts(Strategy):
     provides = frozenset({"arch"})
     space_choices = frozenset({"op", "input", "width"})
     data_parallel = True
+    trains_network = True
+    runs_every_candidate = True
     smoke_options = {"steps": 6, "warmup": 2, "log_every": 2, "val_every": 3, "checkpoint_every": 2, "val_size": 16}
+
+    def check_data(self, data: RunData) -> None:
+        super().check_data(data)
+        data.sampler.halves()  # weights and architecture train on disjoint halves: at least two images
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run

@@ -49,7 +49,7 @@ class Evaluate(Strategy):
     """Score the run's final network (or the chosen architecture) on test sets; JSON + Markdown table."""
 
     Config = EvaluateConfig
-    summary_keys = frozenset({"network", "latency_ms", "device", "sets"})
+    summary_keys = frozenset({"network", "latency_ms", "device", "threads", "sets"})
     smoke_options = {"latency_size": 16, "latency_runs": 2}
 
     def check_space(self, space: SearchSpace) -> None:
@@ -78,8 +78,12 @@ class Evaluate(Strategy):
             rows.append({**evaluate_network(model, run.space, spec, pairs, name), "sigma": sigma})
             ctx.say(f"  {name}: PSNR {rows[-1]['psnr']:.2f} dB, SSIM {rows[-1]['ssim']:.4f}, "
                     f"{rows[-1]['flops_per_pixel']:.4g} FLOPs/pixel ({rows[-1]['images']} images)")
+        ctx.log_denoised(model, 0)
         example = torch.rand(1, run.space.in_channels, cfg.latency_size, cfg.latency_size, device=run.device)
         latency = measure_latency(model, example, runs=cfg.latency_runs)
-        note = f"\nLatency ({run.device.type}, 1×{cfg.latency_size}×{cfg.latency_size}): {1000 * latency:.2f} ms\n"
+        threads = torch.get_num_threads()
+        note = (f"\nLatency ({run.device.type}, {threads} threads, 1×{cfg.latency_size}×{cfg.latency_size}): "
+                f"{1000 * latency:.2f} ms\n")
         atomic_write(ctx.dir / "results.md", lambda tmp: Path(tmp).write_text(markdown_table(rows) + note))
-        return {"network": spec, "latency_ms": round(1000 * latency, 3), "device": run.device.type, "sets": rows}
+        return {"network": spec, "latency_ms": round(1000 * latency, 3), "device": run.device.type, "threads": threads,
+                "sets": rows}

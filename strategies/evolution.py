@@ -27,6 +27,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from nasden.common.errors import StageFailed
 from nasden.common.registry import register_strategy
 from nasden.common.storage import save_json
 from nasden.core.cost import cost, measure_latency
@@ -35,7 +36,7 @@ from nasden.core.space import Architecture
 from nasden.deploy.scoring import arch_psnr
 from nasden.pipeline.plots import psnr_flops_figure, save_png
 from nasden.pipeline.run import StageContext
-from nasden.pipeline.strategy import StageFailed, Strategy, helper_processes, require_counts
+from nasden.pipeline.strategy import Strategy, helper_processes, require_counts
 
 SAMPLERS = {"nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler", "tpe": "TPESampler", "random": "RandomSampler",
             "gp": "GPSampler"}

@@ -20,7 +20,7 @@ smallest b whose choices on held-out training patches spend at most C (stored as
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 import torch
@@ -28,29 +28,31 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nasden.common.registry import register_strategy
+from nasden.core.cost import cost
 from nasden.core.dynamic import DynamicDenoiser, batchnorm_statistics
-from nasden.core.gates import DDSGate, build_gate
+from nasden.core.gates import DDSGate, build_gate, check_gate_options
+from nasden.core.space import SearchSpace
 from nasden.core.specs import dynamic_spec
 from nasden.core.supernet import recalibrate_bn
 from nasden.deploy.scoring import evaluate_network, psnr_per_image
-from nasden.pipeline.recipe import RecipeError
 from nasden.pipeline.run import StageContext
-from nasden.pipeline.strategy import Strategy
+from nasden.pipeline.strategy import Strategy, require_learning_rate
 from nasden.pipeline.training_loop import TrainingLoop
 
 
 @dataclass
 class GateConfig:
     """``candidates``: E; the budget C in FLOPs/pixel as ``budget_flops`` or as ``budget_ratio`` of the
-    largest candidate's (at least the cheapest's; neither: no complexity loss); ``gate``: DDS-Net's gate on the
-    supernet's first block or ClassPruning's four-block classifier; ``width``: the DDS gate's first-block width
-    ('smallest', 'largest' or a number); ``hidden``: D of its prediction head, or the classifier's
-    channels; ``patch``: training patch size."""
+    largest candidate's (at least the cheapest's; neither: no complexity loss); ``gate``: any registered gate
+    (``nasden ls``): DDS-Net's gate on the supernet's first block (``dds``), ClassPruning's four-block classifier
+    (``classifier``) or one a package registers; ``width``: the DDS gate's first-block width ('smallest',
+    'largest' or a number); ``hidden``: D of its prediction head, or the classifier's channels;
+    ``gate_options``: further keyword arguments of the gate's builder; ``patch``: training patch size."""
 
     candidates: int = 4
     beta: float = 0.2
     labels: Literal["paper", "graded", "gain"] = "paper"
-    gate: Literal["dds", "classifier"] = "dds"
+    gate: str = "dds"
     budget_flops: float | None = None
     budget_ratio: float | None = None
     steps: int = 1000
@@ -62,8 +64,10 @@ class GateConfig:
     patch: int | None = None
     checkpoint_every: int = 200
     calibration_batches: int = 8
+    gate_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_gate_options(self.gate, self.builder_options())
         if self.budget_flops is not None and self.budget_ratio is not None:
             raise ValueError("budget_flops: give budget_flops or budget_ratio, not both")
         if self.budget_ratio is not None and not 0 < self.budget_ratio <= 1:
@@ -77,8 +81,14 @@ class GateConfig:
             raise ValueError(f"beta: expected a PSNR threshold in [0, 100] dB, got {self.beta}")
         if self.budget_flops is not None and self.budget_flops <= 0:
             raise ValueError(f"budget_flops: expected a positive number, got {self.budget_flops}")
-        if not 0 < self.lr_min <= self.lr <= 10:
-            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+        require_learning_rate(self.lr, self.lr_min)
+
+
+    def builder_options(self) -> dict[str, Any]:
+        """The keyword arguments of the gate's builder: ``width`` and ``hidden`` for ``dds``, ``hidden`` as the
+        classifier's ``channels``, and ``gate_options`` over them."""
+        built_in = {"dds": {"width": self.width, "hidden": self.hidden}, "classifier": {"channels": self.hidden}}
+        return {**built_in.get(self.gate, {}), **self.gate_options}
 
 
 def spread_over_flops(candidates: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -136,7 +146,9 @@ def smallest_bias(spent: Callable[[float], float], budget: float) -> float:
 def gate_budget(cfg: GateConfig, low: float, high: float, index: int, say: Callable[[str], None]) -> float | None:
     """The budget C in FLOPs/pixel for candidates that cost ``low`` to ``high``. ``budget_flops`` outside that
     range is an error; ``budget_ratio`` of ``high`` below ``low`` (a searched front of candidates less than
-    1/ratio apart) is raised to ``low`` with a message, so a search's last stage does not fail on its own result."""
+    1/ratio apart) is raised to ``low``, and ``budget_flops`` outside that range (the space's range is checked when
+    the recipe is parsed) is moved into it, each with a message, so a search's last stage does not fail on its own
+    result."""
     if cfg.budget_ratio is not None:
         budget = cfg.budget_ratio * high
         if budget < low:
@@ -144,8 +156,10 @@ def gate_budget(cfg: GateConfig, low: float, high: float, index: int, say: Calla
                 f"the cheapest ({low:.6g}): the budget is the cheapest's")
         return max(budget, low)
     if cfg.budget_flops is not None and not low <= cfg.budget_flops <= high:
-        raise RecipeError(f"stages.{index}.budget_flops: a budget of {cfg.budget_flops:.6g} FLOPs/pixel is outside "
-                          f"the candidates' range [{low:.6g}, {high:.6g}]")
+        budget = min(max(cfg.budget_flops, low), high)
+        say(f"  budget_flops {cfg.budget_flops:.6g} is outside the candidates' range [{low:.6g}, {high:.6g}]: the "
+            f"budget is {budget:.6g}")
+        return budget
     return cfg.budget_flops
 
 
@@ -162,6 +176,13 @@ class Gate(Strategy):
     smoke_space = {"name": "slimmable", "depth": 3, "channels": 16}
     smoke_stages_before = [{"strategy": "progressive_slimming", "group": 8, "val_images": 1, "val_size": 16}]
 
+    def check_space(self, space: SearchSpace) -> None:
+        budget = self.config.budget_flops
+        low, high = (cost(space, arch).flops_per_pixel for arch in (space.smallest(), space.largest()))
+        if budget is not None and not low <= budget <= high:
+            raise ValueError(f"budget_flops: {budget:.6g} FLOPs/pixel is outside what the space's networks cost "
+                             f"([{low:.6g}, {high:.6g}])")
+
     def _run(self, ctx: StageContext) -> dict[str, Any]:
         cfg, run = self.config, ctx.run
         chosen = spread_over_flops(run.candidates, cfg.candidates)
@@ -174,8 +195,7 @@ class Gate(Strategy):
             if calibration:
                 recalibrate_bn(run.supernet, c["arch"], calibration)
             statistics.append(batchnorm_statistics(run.supernet))
-        options = {"width": cfg.width, "hidden": cfg.hidden} if cfg.gate == "dds" else {"channels": cfg.hidden}
-        gate = build_gate(run.supernet, cfg.gate, len(chosen), **options)
+        gate = build_gate(run.supernet, cfg.gate, len(chosen), **cfg.builder_options())
         dynamic = DynamicDenoiser(gate, run.supernet, [c["arch"] for c in chosen], flops.tolist(),
                                   statistics=statistics).eval()
         networks = dynamic.candidates
@@ -216,6 +236,7 @@ class Gate(Strategy):
             ctx.say(f"  cost bias {dynamic.cost_bias:.4g}: held-out patches spend at most {budget:.4g} FLOPs/pixel")
         spec = dynamic_spec(dynamic)
         run.set_final(dynamic, spec)
+        ctx.log_denoised(dynamic, cfg.steps)
         val = evaluate_network(dynamic, run.space, spec, run.data.val, "val")
         run.writer.add_histogram(f"{ctx.tag}/val_choices", torch.repeat_interleave(
             torch.arange(len(chosen)), torch.tensor(val["choices"])), 0)

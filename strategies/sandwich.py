@@ -38,7 +38,7 @@ from nasden.core.space import Architecture, SearchSpace
 from nasden.core.supernet import Supernet
 from nasden.deploy.scoring import arch_psnr
 from nasden.pipeline.run import StageContext
-from nasden.pipeline.strategy import Strategy, require_counts
+from nasden.pipeline.strategy import Strategy, require_counts, require_learning_rate
 from nasden.pipeline.training_loop import TrainingLoop
 
 Distill = Literal["synergy", "inplace", "none"]
@@ -89,8 +89,7 @@ class SandwichConfig:
                        "largest_every")
         if not 2 <= self.n <= 64:
             raise ValueError(f"n: expected 2..64 sub-networks per step, got {self.n}")
-        if not 0 < self.lr_min <= self.lr <= 10:
-            raise ValueError(f"lr: expected 0 < lr_min <= lr <= 10, got lr={self.lr}, lr_min={self.lr_min}")
+        require_learning_rate(self.lr, self.lr_min)
         if self.distill_ramp is not None:
             if len(self.distill_ramp) != 2 or not 0 <= self.distill_ramp[0] <= self.distill_ramp[1] <= 1:
                 raise ValueError(f"distill_ramp: expected [start, end] with 0 <= start <= end <= 1, "
@@ -137,6 +136,7 @@ class Sandwich(Strategy):
     summary_keys = frozenset({"steps", "distill", "n", "val_psnr_largest", "val_psnr_smallest"})
     space_choices = frozenset({"width"})
     data_parallel = True
+    trains_network = True
     smoke_options = {"steps": 4, "n": 3, "checkpoint_every": 2, "val_every": 2, "val_size": 16}
 
     def _run(self, ctx: StageContext) -> dict[str, Any]:
@@ -158,6 +158,8 @@ class Sandwich(Strategy):
         if loop.resumed_after_end:
             scores = self._validate(ctx, cfg.steps)
         ctx.say(f"  largest {scores['val_psnr_largest']:.2f} dB, smallest {scores['val_psnr_smallest']:.2f} dB")
+        ctx.log_subnetwork(space.largest(), cfg.steps, "largest")
+        ctx.log_subnetwork(space.smallest(), cfg.steps, "smallest")
         return {"steps": cfg.steps, "distill": cfg.distill, "n": cfg.n, **scores}
 
     def _validate(self, ctx: StageContext, step: int) -> dict[str, float]:

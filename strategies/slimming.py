@@ -96,6 +96,8 @@ class ProgressiveSlimming(Strategy):
         figure = psnr_flops_figure({"progressive slimming": points}, "routing space (validation PSNR)")
         save_png(figure, ctx.dir / "routing_space.png")
         run.writer.add_figure(f"{ctx.tag}/routing_space", figure, 0)
+        ctx.log_subnetwork(record[0]["arch"], 0, "largest")
+        ctx.log_subnetwork(record[-1]["arch"], 0, "smallest")
         ctx.say(f"  {len(record)} architectures from {record[0]['flops_per_pixel']:.4g} to "
                 f"{record[-1]['flops_per_pixel']:.4g} FLOPs/pixel; {evaluations} evaluations in {seconds:.1f} s")
         return {"architectures": len(record), "evaluations": evaluations, "elapsed_seconds": round(seconds, 3),

@@ -112,6 +112,7 @@ class Train(Strategy):
     summary_keys = frozenset({"arch", "steps", "val_psnr", "flops_per_pixel", "params"})
     provides = frozenset({"arch", "final"})
     data_parallel = True
+    trains_network = True
     smoke_options = {"steps": 6, "checkpoint_every": 2, "val_every": 3}
 
     def check_space(self, space: SearchSpace) -> None:
@@ -151,7 +152,7 @@ class Train(Strategy):
         noisy_psnr = sum(psnr(noisy, clean) for _, noisy, clean in val) / len(val)
         if val_psnr < noisy_psnr - IDENTITY_MARGIN_DB:
             ctx.fail(f"the trained network scores {val_psnr:.2f} dB on the validation images, worse than their noisy "
-                     f"input ({noisy_psnr:.2f} dB): training diverged; no final network was written", loop.last_saved)
+                     f"input ({noisy_psnr:.2f} dB): training diverged; no final network was written", None)
         model.eval()
         run.arch = arch
         run.set_final(model, static_spec(arch))

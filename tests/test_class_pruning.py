@@ -169,7 +169,7 @@ def test_three_stages_chain_into_a_dynamic_denoiser(tmp_path, capsys) -> None:
     assert main(["eval", str(run), "--data", "builtin", "--sigma", "50", "--crop", "48",
                  "--json", str(tmp_path / "eval.json")]) == 0
     row = json.loads((tmp_path / "eval.json").read_text())
-    assert sum(row["shares"]) == pytest.approx(1.0) and row["denoise_ms"] > 0
+    assert sum(row["shares"]) == pytest.approx(1.0) and 0 < row["denoise_ms"] < 1e6
     assert min(model.flops) + model.gate_flops <= row["flops_per_pixel"] <= max(model.flops) + model.gate_flops
     assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())

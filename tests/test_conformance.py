@@ -52,3 +52,12 @@ def test_the_suite_catches_a_broken_promise(cls, complaint: str, tmp_path, monke
     monkeypatch.setitem(STRATEGIES._entries, "broken", cls)
     with pytest.raises(AssertionError, match=complaint):
         check_strategy("broken", tmp_path)
+
+
+def test_a_strategy_providing_what_no_slot_holds_is_refused_when_defined() -> None:
+    from nasden.pipeline.run import SLOTS
+    from nasden.pipeline.strategy import SLOT_NAMES
+    assert set(SLOTS) == SLOT_NAMES
+    with pytest.raises(TypeError, match="'candidate', which no run slot holds"):
+        class Misspelt(LeavesNothing):
+            provides = frozenset({"candidate"})

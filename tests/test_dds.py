@@ -266,11 +266,17 @@ def test_gain_gate_keeps_the_bias_that_meets_its_budget(tmp_path) -> None:
     assert budget_bias(model, batches, model.flops[0]) >= budget_bias(model, batches, model.flops[1])
 
 
-def test_gate_budget_outside_the_candidates_is_one_clear_error(tmp_path) -> None:
+def test_gate_budget_outside_the_space_is_refused_when_parsed() -> None:
     recipe = {**DDS_TINY, "stages": DDS_TINY["stages"][:2] + [{"strategy": "gate", "budget_flops": 1e9}]}
-    run = create_run(parse_recipe(recipe), tmp_path / "run")
-    with pytest.raises(RecipeError, match=r"stages.2.budget_flops: a budget of 1e\+09 FLOPs/pixel is outside"):
-        execute(run, quiet=True)
+    with pytest.raises(RecipeError, match=r"stages.2.budget_flops: 1e\+09 FLOPs/pixel is outside what the space"):
+        parse_recipe(recipe)
+
+
+def test_a_budget_outside_the_candidates_is_moved_into_their_range() -> None:
+    said: list[str] = []
+    assert gate_budget(GateConfig(budget_flops=50e3), 10e3, 30e3, 2, said.append) == 30e3
+    assert gate_budget(GateConfig(budget_flops=5e3), 10e3, 30e3, 2, said.append) == 10e3
+    assert len(said) == 2 and "outside the candidates' range" in said[0]
 
 
 def test_a_budget_ratio_below_the_cheapest_candidate_is_raised_to_it() -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 import nasden
 from nasden.cli import main
-from nasden.common.errors import RecipeError, RunError
+from nasden.common.errors import RunError, UsageError
 from nasden.common.storage import load_torch, save_torch
 from nasden.core.dynamic import DynamicDenoiser
 from nasden.core.gates import build_gate
@@ -118,7 +118,7 @@ def test_denoise_returns_the_image_as_it_came(run, kind) -> None:
 @pytest.mark.parametrize("bad", [np.zeros((4, 5, 2)), np.zeros((3, 4), dtype=np.int64), [[0.5]],
                                  Image.new("CMYK", (8, 8)), torch.zeros(1, 1, 8, 8)])
 def test_a_bad_image_gets_one_clear_error(run, bad) -> None:
-    with pytest.raises(RecipeError, match="expected"):
+    with pytest.raises(UsageError, match="expected"):
         nasden.load(run).denoise(bad)
 
 

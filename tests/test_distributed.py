@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 import yaml
 
 from nasden.common import distributed
+from nasden.common.atomic import TEMP_PREFIX
 from nasden.common.registry import STRATEGIES
 from nasden.common.storage import load_torch
 from nasden.data.image_sets import PatchSampler, load_set
@@ -114,7 +115,7 @@ def test_two_processes_equal_one_process_with_the_doubled_batch(tmp_path) -> Non
             if index == 0:
                 assert_close(ranks[0][part], one[part], atol=1e-6)
     assert load_torch(run / "stages/02-train/checkpoint.pt")["processes"] == 2
-    assert not list((run / "stages").glob("*/.checkpoint.pt.*"))  # no stray temporary files
+    assert not list(run.rglob(f"{TEMP_PREFIX}*"))  # no stray temporary files
 
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

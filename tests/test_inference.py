@@ -121,10 +121,10 @@ def test_receptive_radius_of_a_dncnn_is_its_depth(depth: int) -> None:
 
 
 def test_tiles_smaller_than_the_receptive_field_are_refused() -> None:
+    from nasden.common.errors import UsageError
     from nasden.core.specs import static_spec
     from nasden.deploy.denoiser import Denoiser
     from nasden.deploy.model_file import ModelFile
-    from nasden.pipeline.recipe import RecipeError
 
     def denoiser(depth: int) -> Denoiser:
         space = SPACES.get("dncnn")(depth=depth, channels=2)
@@ -132,7 +132,7 @@ def test_tiles_smaller_than_the_receptive_field_are_refused() -> None:
         return Denoiser(ModelFile(space, static_spec(space.largest()), network, {}, {}, Path("-")))
 
     denoiser(31).check_tiles(64, 16)  # a 63-pixel field fits a 64-pixel tile
-    with pytest.raises(RecipeError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 65"):
+    with pytest.raises(UsageError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 65"):
         denoiser(32).check_tiles(64, 16)
     whole = denoiser(32)
     whole.check_tiles(0, 16)  # whole image: no tiles, nothing to measure

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+import nasden.strategies.train as train
 from nasden.core.initialisation import branch_ends, fan_in, he_, initialise
 from nasden.core.ops.convolution import DynamicConv, DynamicConvTranspose, SeparableConv
 from nasden.core.relaxation import ArchParameters
@@ -76,14 +77,18 @@ def test_he_and_rms_mixing_carry_the_signal_to_the_coarse_levels() -> None:
     assert min(he_rms) > 0.05 * he_rms[0]
 
 
-def test_train_draws_fresh_weights_by_weight_init_only(tmp_path) -> None:
+def test_train_draws_fresh_weights_by_weight_init_only(tmp_path, monkeypatch) -> None:
     def trained(weight_init: str) -> dict:
         recipe = {"name": "init", "seed": 0, "device": "cpu",
                   "data": {"patch": 16, "batch": 2, "val_images": 1, "val_crop": 32, "noise": {"sigma": 25}},
                   "space": {"name": "toy"}, "stages": [{"strategy": "train", "steps": 2, "weight_init": weight_init}]}
         return execute(create_run(parse_recipe(recipe), tmp_path / weight_init), quiet=True)[0]
 
-    assert trained("he")["val_psnr"] != trained("default")["val_psnr"]
+    drawn: list[str] = []
+    original = train.initialise
+    monkeypatch.setattr(train, "initialise", lambda module, scheme: (drawn.append(scheme), original(module, scheme)))
+    he, default = trained("he"), trained("default")
+    assert drawn == ["he", "default"] and he["val_psnr"] != default["val_psnr"]
     with pytest.raises(ValueError, match="weight_init"):
         TrainConfig(weight_init="he", init="supernet")  # inherited weights are not redrawn
     with pytest.raises(ValueError, match="weight_init"):

@@ -120,10 +120,10 @@ def test_alias_bombs_and_deep_nesting_get_one_line_fast(tmp_path, where) -> None
                      "space: {name: toy}\nstages: [{strategy: train, arch: *i}]\n")
     path = tmp_path / "bomb.yaml"
     path.write_text(body)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time, not wall-clock: the same on a loaded machine
     with pytest.raises(RecipeError, match="too large"):
         load_recipe(path)
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     path.write_text("name: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(RecipeError, match="nested"):
         load_recipe(path)

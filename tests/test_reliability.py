@@ -1,7 +1,9 @@
 """Hostile and careless use: no data loss, no hang, no silent wrong output, one line per bad input."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,11 +12,10 @@ from PIL import Image
 
 from nasden.cli import main
 from nasden.common.atomic import TEMP_PREFIX
-from nasden.common.errors import RunError
+from nasden.common.errors import RunError, StageFailed
 from nasden.common.storage import load_torch
 from nasden.pipeline.recipe import load_recipe, parse_recipe
 from nasden.pipeline.run import RunLock, create_run, execute
-from nasden.pipeline.strategy import StageFailed
 
 TINY = {
     "name": "tiny", "seed": 5, "device": "cpu",
@@ -123,9 +124,12 @@ def test_a_diverged_network_is_not_kept_as_final(tmp_path) -> None:
     data = {**TINY, "space": {"name": "dncnn", "depth": 3, "channels": 8, "bn": False},
             "stages": [{"strategy": "train", "steps": 20, "lr": 5.0, "lr_min": 5.0, "val_every": 20}]}
     run_dir = create_run(parse_recipe(data), tmp_path / "run")
-    with pytest.raises(StageFailed, match="worse than their noisy input"):
+    with pytest.raises(StageFailed, match="worse than their noisy input") as failed:
         execute(run_dir, quiet=True)
     assert not (run_dir / "final.pt").exists()
+    assert "last" not in str(failed.value) and "moved aside" in str(failed.value)  # no bad checkpoint called good
+    stage = run_dir / "stages" / "00-train"
+    assert (stage / "checkpoint.diverged.pt").exists() and not (stage / "checkpoint.pt").exists()
 
 
 def test_resume_takes_recovery_overrides_and_records_them(tmp_path, capsys) -> None:
@@ -161,12 +165,12 @@ def test_one_process_at_a_time_and_orphans_are_cleaned(tmp_path) -> None:
 
 
 def test_unexpected_errors_give_one_line_and_a_log(run, tmp_path, capsys, monkeypatch) -> None:
-    import nasden.deploy.scoring
+    import nasden.deploy.denoiser
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("something deep went wrong")
 
-    monkeypatch.setattr(nasden.deploy.scoring, "evaluate_network", broken)
+    monkeypatch.setattr(nasden.deploy.denoiser, "evaluate_network", broken)
     code = main(["eval", str(run), "--data", "builtin"])
     err = capsys.readouterr().err
     assert code == 1 and "internal error: ZeroDivisionError" in err and "Traceback" not in err
@@ -193,3 +197,44 @@ def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path) -> Non
     with pytest.raises(WriteError, match=r"out\.png: cannot write \(No space left on device\)") as caught:
         atomic_write(tmp_path / "out.png", disk_full)
     assert TEMP_PREFIX not in str(caught.value) and not list(tmp_path.iterdir())
+
+
+def test_resume_writes_a_damaged_final_network_again(run, tmp_path, capsys) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard"))
+    whole = (copy / "final.pt").read_bytes()
+    (copy / "final.pt").write_bytes(whole[: len(whole) // 2])
+    (copy / "stages" / "00-train" / "result.json").write_text("{trunc")
+    assert main(["resume", str(copy), "--quiet"]) == 0
+    assert "final.pt" in capsys.readouterr().err  # said, not silent
+    assert (copy / "final.pt").read_bytes() != whole[: len(whole) // 2]
+    assert json.loads((copy / "stages" / "00-train" / "result.json").read_text())["steps"] == 20
+    noisy_image(tmp_path / "in.png")
+    assert main(["denoise", str(copy), str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--quiet"]) == 0
+
+
+def test_a_relative_data_folder_is_the_same_folder_on_resume(tmp_path, monkeypatch, capsys) -> None:
+    for index in range(3):
+        noisy_image(tmp_path / "work" / "img64" / f"{index}.png", seed=index, size=(64, 64))
+    (tmp_path / "elsewhere" / "img64").mkdir(parents=True)  # same name, other images
+    noisy_image(tmp_path / "elsewhere" / "img64" / "other.png", size=(64, 64))
+    monkeypatch.chdir(tmp_path / "work")
+    data = {**TINY, "data": {**TINY["data"], "train": "img64", "val": "img64"},
+            "stages": [{"strategy": "train", "steps": 4, "checkpoint_every": 2, "val_every": 4}]}
+    run_dir = create_run(parse_recipe(data), tmp_path / "run")
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    assert recipe.data.train == str(tmp_path / "work" / "img64")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["resume", str(run_dir), "--quiet"]) == 0  # reads work/img64, not ./img64
+    noisy_image(tmp_path / "work" / "img64" / "3.png", seed=3, size=(64, 64))  # the folder changes
+    one_line_error(capsys, main(["resume", str(run_dir), "--quiet"]), "holds other images than when the run")
+
+
+def test_a_16_bit_png_stays_16_bit(run, tmp_path, capsys) -> None:
+    pixels = np.random.default_rng(0).integers(0, 65535, (40, 48), dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "in16.png")
+    assert main(["denoise", str(run), str(tmp_path / "in16.png"), str(tmp_path / "out.png"), "--quiet"]) == 0
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.dtype == np.uint16 and np.any(out % 257 != 0)
+    assert main(["denoise", str(run), str(tmp_path / "in16.png"), str(tmp_path / "out.jpg"), "--quiet"]) == 0
+    assert "16-bit input written as 8-bit" in capsys.readouterr().out

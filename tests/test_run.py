@@ -14,13 +14,13 @@ import yaml
 from PIL import Image
 
 from nasden.cli import main
+from nasden.common.errors import StageFailed
 from nasden.common.storage import load_torch
 from nasden.data.noise import NoiseConfig
 from nasden.deploy.model_file import load as load_final
 from nasden.deploy.scoring import score
 from nasden.pipeline.recipe import parse_recipe
 from nasden.pipeline.run import create_run, execute, open_run
-from nasden.pipeline.strategy import StageFailed
 from nasden.testing.conformance import without_timings
 
 TINY = {
@@ -140,7 +140,7 @@ def test_nan_loss_stops_the_stage_and_keeps_the_last_checkpoint(tmp_path, monkey
 
     monkeypatch.setattr(PatchSampler, "batch", poisoned)
     run = create_run(parse_recipe(TINY), tmp_path / "run")
-    with pytest.raises(StageFailed, match=r"loss became nan at step 13; the last good checkpoint \(step 10\)"):
+    with pytest.raises(StageFailed, match=r"loss became nan at step 13; the last checkpoint before it \(step 10\)"):
         execute(run, quiet=True)
     assert load_torch(run / "stages/00-train/checkpoint.pt")["step"] == 10
     monkeypatch.setattr(PatchSampler, "batch", original)
@@ -190,7 +190,9 @@ def test_ls_prints_whole_first_sentences(capsys) -> None:
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     assert "pseudo labels (Eq. 2-3) with cross-entropy." in out
-    assert all(line.rstrip().endswith((".", ")")) for line in out.splitlines() if line.startswith("  "))
+    described = out.split("ops:")[0]  # spaces, strategies and gates by their docstrings; ops by their class
+    assert all(line.rstrip().endswith((".", ")")) for line in described.splitlines() if line.startswith("  "))
+    assert "  conv3x3                DynamicConv(kernel=3): N:M sparsity" in out
 
 
 def test_one_architecture_retrained_per_sigma(tmp_path) -> None:

@@ -202,11 +202,18 @@ def test_onnx_export(tmp_path) -> None:
     torch.testing.assert_close(torch.from_numpy(y), static(x), atol=1e-5, rtol=0)
 
 
-def test_latency_helper() -> None:
-    space = SPACES.get("dncnn")(depth=3, channels=8)
-    static = extract(Supernet(space), space.largest())
-    seconds = measure_latency(static, torch.rand(1, 1, 32, 32), runs=5, warmup=1)
-    assert 0 < seconds < 1
+def test_latency_helper_is_the_median_of_timed_runs_after_warmup(monkeypatch) -> None:
+    calls: list[int] = []
+
+    class Counted(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return x
+
+    durations = iter([0.0, 0.3, 1.0, 1.1, 2.0, 2.5])  # start/stop pairs: runs of 0.3, 0.1, 0.5 s
+    monkeypatch.setattr("nasden.core.cost.time.perf_counter", lambda: next(durations))
+    assert measure_latency(Counted(), torch.rand(1, 1, 8, 8), runs=3, warmup=2) == pytest.approx(0.3)
+    assert len(calls) == 5
 
 
 def test_relaxed_arch_cannot_be_extracted() -> None:

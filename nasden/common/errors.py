@@ -16,3 +16,12 @@ class WriteError(NasdenError):
 
 class RecipeError(NasdenError, ValueError):
     """A recipe, option or flag that cannot run, described in one line."""
+
+
+class UsageError(NasdenError, ValueError):
+    """A command-line flag or an argument of the Python API that cannot mean what was asked."""
+
+
+class StageFailed(RuntimeError):
+    """A stage that cannot go on (its loss became NaN, its network diverged); the message says what is kept
+    and how to continue. Not a bad input, so the CLI gives it exit code 1."""

@@ -9,13 +9,14 @@ packages use the entry-point group ``nasden.gates``.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nasden.common.registry import GATES, OPS, register_gate
+from nasden.common.registry import GATES, OPS, UnknownNameError, register_gate
 from nasden.core.ops.attention import DynamicTanhAttention
 from nasden.core.ops.base import Layout
 from nasden.core.supernet import Supernet
@@ -139,6 +140,20 @@ def classifier_gate(supernet: Supernet, candidates: int, channels: int = 64, str
     """ClassPruning's classifier with one class per candidate, for ``supernet``'s images."""
     return ClassifierGate(supernet.space.in_channels, candidates, channels, stride).to(
         next(supernet.parameters()).device)
+
+
+def check_gate_options(kind: str, options: dict[str, Any]) -> None:
+    """Raise ``ValueError("gate: ...")`` unless ``kind`` is a registered gate whose builder takes ``options``."""
+    try:
+        builder = GATES.get(kind)
+    except UnknownNameError as err:
+        raise ValueError(f"gate: {err}") from None
+    parameters = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(options) - set(parameters) - {"supernet", "candidates"})
+    if unknown and not takes_any:
+        raise ValueError(f"gate_options: gate {kind!r} takes no option {unknown[0]!r}; it takes "
+                         f"{', '.join(name for name in parameters if name not in ('supernet', 'candidates'))}")
 
 
 def build_gate(supernet: Supernet, kind: str, candidates: int, **options: Any) -> nn.Module:

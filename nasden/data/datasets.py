@@ -1,7 +1,7 @@
 """Named datasets (``train400``, ``set12``, ``bsd68``, ``cbsd68``, ``kodak24``, ``mcmaster``, ``polyu``): a
 recipe writes ``data.train: train400`` and nasden finds the images.
 
-Each name has a manifest in the package (``nasden/manifests/<name>.json``): the upstream repository and
+Each name has a manifest in the package (``nasden/data/manifests/<name>.json``): the upstream repository and
 the commit it is pinned to, the folder there, every file's name, upstream name, size and SHA-256, the
 licence and the citation. A name resolves, in order, to
 

@@ -172,11 +172,11 @@ class PatchSampler:
 
     def __init__(self, images: ImageSet, noise: NoiseConfig, patch: int, batch: int, seed: int):
         keep = [i for i, img in enumerate(images.clean) if min(img.shape[1:]) >= patch]
+        if not keep:
+            raise DataError(f"no training image is at least {patch}×{patch} pixels")
         for i in sorted(set(range(len(images.clean))) - set(keep)):
             warnings.warn(f"{images.names[i]}: {tuple(images.clean[i].shape[1:])} is smaller than the {patch}-pixel "
                           f"patch; not used for training", ImageWarning, stacklevel=2)
-        if not keep:
-            raise DataError(f"no training image is at least {patch}×{patch} pixels")
         self.clean = [images.clean[i] for i in keep]
         self.noisy = [images.noisy[i] for i in keep] if images.noisy is not None else None
         self.noise, self.patch, self.batch_size, self.seed = noise, patch, batch, seed

@@ -10,8 +10,10 @@ from PIL import Image, UnidentifiedImageError
 
 from nasden.common.atomic import atomic_write
 from nasden.common.errors import NasdenError
+from nasden.common.memory import check_fits
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+DECODED_BYTES = 24  # per pixel and channel while an image is read: Pillow's pixels, a float64 array, a tensor
 
 
 class ImageError(NasdenError, ValueError):
@@ -60,13 +62,19 @@ def load_image(path: str | Path, channels: int | None) -> torch.Tensor:
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the memory check below decides
+            width, height = image.size  # from the header: nothing is decoded before the size is checked
+            check_fits(width * height * len(image.getbands()) * DECODED_BYTES, f"{path}: a {width}×{height} image",
+                       "crop or downscale it first")
             image.load()
             data = _to_array(image, path)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{path}: {err}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from None
     if data.ndim == 2 and channels == 3:
@@ -79,11 +87,45 @@ def load_image(path: str | Path, channels: int | None) -> torch.Tensor:
     return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
 
 
-def save_image(image: torch.Tensor, path: str | Path) -> Path:
-    """Write a ``[C, H, W]`` tensor in [0, 1] as an 8-bit image, atomically (no half-written file)."""
+SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
+
+
+def bit_depth(path: str | Path) -> int:
+    """16 for a 16-bit gray image file, else 8 (read from the header, nothing decoded)."""
+    return 16 if image_header(path)[1].startswith("I") else 8
+
+
+def image_header(path: str | Path) -> tuple[tuple[int, int], str]:
+    """The (width, height) and Pillow mode of an image file, from its header alone (nothing decoded)."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return image.size, image.mode
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"{path}: cannot read image ({err})") from None
+
+
+def output_bits(source_bits: int, channels: int, path: str | Path) -> int:
+    """The depth ``save_image`` keeps for an image of ``source_bits`` and ``channels`` written to ``path``:
+    16 for a 16-bit gray source written as PNG or TIFF, else 8."""
+    keeps = channels == 1 and _format(Path(path)) in SIXTEEN_BIT_FORMATS
+    return 16 if source_bits == 16 and keeps else 8
+
+
+def _format(path: Path) -> str:
+    return Image.registered_extensions().get(path.suffix.lower(), "PNG")
+
+
+def save_image(image: torch.Tensor, path: str | Path, bits: int = 8) -> Path:
+    """Write a ``[C, H, W]`` tensor in [0, 1] as an 8-bit image (16-bit gray with ``bits=16``, as PNG or
+    TIFF), atomically (no half-written file)."""
     path = Path(path)
-    array = (image.detach().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+    if bits not in (8, 16) or (bits == 16 and output_bits(16, image.shape[0], path) != 16):
+        raise ImageError(f"{path}: cannot write {bits}-bit {image.shape[0]}-channel pixels as {_format(path)}")
+    top, dtype = (65535, torch.int32) if bits == 16 else (255, torch.uint8)
+    array = image.detach().clamp(0, 1).mul(top).round().to(dtype).cpu()
     array = array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
-    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=image_format))
+    if bits == 16:
+        array = array.astype(np.uint16)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=_format(path)))
     return path

@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from nasden.common.errors import RecipeError
+from nasden.common.errors import UsageError
+from nasden.common.memory import check_fits
+from nasden.core.activations import PixelBytes, pixel_bytes
 from nasden.core.specs import is_dynamic
 from nasden.data.color import ColorMode, denoise_in_color
-from nasden.data.images import load_image, save_image
+from nasden.data.images import bit_depth, image_header, load_image, output_bits, save_image
 from nasden.data.noise import NoiseConfig
 from nasden.deploy import model_file
+from nasden.deploy.export import export
 from nasden.deploy.inference import Denoised, denoise, receptive_radius
 from nasden.deploy.output_plan import plan_outputs
+from nasden.deploy.scoring import evaluate_network
 
 Route = Literal["image", "tile"]
+TILES_AT_ONCE = 4  # nasden.deploy.inference.denoise's batch of tiles
 Image_ = TypeVar("Image_", np.ndarray, Image.Image, Tensor)
 
 
@@ -39,6 +44,7 @@ class Denoiser(nn.Module):
         self.network = loaded.network
         self.space, self.spec, self.trained_on, self.path = loaded.space, loaded.spec, loaded.trained_on, loaded.path
         self._radius: int | None = None
+        self._pixel_bytes: PixelBytes | None = None
 
     @property
     def in_channels(self) -> int:
@@ -63,6 +69,14 @@ class Denoiser(nn.Module):
         return {**model_file.describe(self.network, self.space, self.spec), "in_channels": self.in_channels,
                 "size_multiple": self.size_multiple, "trained_on": self.trained_on}
 
+    def score(self, pairs: Sequence[tuple[str, Tensor, Tensor]], name: str) -> dict[str, Any]:
+        """PSNR, SSIM, FLOPs/pixel and time on noisy/clean ``pairs`` (for a dynamic network: the routes taken)."""
+        return evaluate_network(self.network, self.space, self.spec, pairs, name)
+
+    def export(self, out: Path, fmt: str = "torchscript", overwrite: bool = False) -> dict[str, Any]:
+        """Write the network to the folder ``out`` as TorchScript or ONNX with a manifest (:mod:`.export`)."""
+        return export(self.network, self.space, self.spec, out, fmt, overwrite)
+
     def noise_warning(self, sigma: float) -> str | None:
         """A sentence when AWGN of ``sigma`` (0-255 scale) is not what the network was trained on, else None."""
         if self.trained_on.get("real_noise"):
@@ -81,22 +95,22 @@ class Denoiser(nn.Module):
 
     def check_tiles(self, tile: int, overlap: int) -> None:
         """Tiles that cover the image with a real overlap, in the network's size multiple and no smaller than
-        its receptive field (measured once, only when tiles are asked for); a :class:`RecipeError` otherwise."""
+        its receptive field (measured once, only when tiles are asked for); a :class:`UsageError` otherwise."""
         if tile < 0 or overlap < 0:
-            raise RecipeError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
+            raise UsageError(f"--tile and --overlap: expected sizes ≥ 0, got {tile} and {overlap}")
         if tile == 0:
             return
         if tile < max(2 * overlap, 1):
-            raise RecipeError(f"--tile {tile}: expected 0 (whole image) or at least {max(2 * overlap, 1)} pixels "
+            raise UsageError(f"--tile {tile}: expected 0 (whole image) or at least {max(2 * overlap, 1)} pixels "
                               f"(twice --overlap {overlap})")
         multiple = self.size_multiple
         if tile % multiple or overlap % multiple:
-            raise RecipeError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
+            raise UsageError(f"--tile {tile} and --overlap {overlap}: this network needs multiples of {multiple}")
         if self._radius is None:
             self._radius = receptive_radius(self.network, self.in_channels, multiple)
         field = 2 * self._radius + 1
         if tile < field:
-            raise RecipeError(f"--tile {tile}: smaller than the network's receptive field ({field} pixels); use "
+            raise UsageError(f"--tile {tile}: smaller than the network's receptive field ({field} pixels); use "
                               f"--tile {-(-field // multiple) * multiple} or more, or 0 for the whole image")
 
     @torch.no_grad()
@@ -107,11 +121,12 @@ class Denoiser(nn.Module):
         a gray image through an RGB network is replicated to RGB."""
         self.check_tiles(tile, overlap)
         if route not in ("image", "tile"):
-            raise RecipeError(f"route: expected 'image' or 'tile', got {route!r}")
+            raise UsageError(f"route: expected 'image' or 'tile', got {route!r}")
         if image.ndim != 3 or image.shape[0] not in (1, 3):
-            raise RecipeError(f"expected a [C, H, W] image with 1 or 3 channels, got shape {tuple(image.shape)}")
+            raise UsageError(f"expected a [C, H, W] image with 1 or 3 channels, got shape {tuple(image.shape)}")
         if image.shape[0] == 1 and self.in_channels == 3:
             image = image.expand(3, -1, -1)
+        self.check_memory(tuple(image.shape[-2:]), tile)
 
         def one(x: Tensor) -> Denoised:
             return denoise(self.network, x, self.size_multiple, tile or None, overlap, route, quiet=quiet)
@@ -128,6 +143,18 @@ class Denoiser(nn.Module):
         flops = None if passes[-1].flops_per_pixel is None else sum(p.flops_per_pixel or 0.0 for p in passes)
         return dataclasses.replace(passes[-1], image=result, flops_per_pixel=flops)
 
+    def check_memory(self, size: tuple[int, ...], tile: int) -> None:
+        """Refuse, before any work, an image of ``size`` (height, width) whose pass, whole or in ``tile``-pixel
+        tiles, needs more memory than there is."""
+        if self._pixel_bytes is None:
+            self._pixel_bytes = pixel_bytes(self.network, self.in_channels, self.size_multiple)
+        height, width = size
+        whole = tile == 0 or (height <= tile and width <= tile)
+        pixels = height * width if whole else TILES_AT_ONCE * tile * tile
+        what = f"denoising a {width}×{height} image " + ("whole" if whole else f"in {tile}-pixel tiles")
+        check_fits(self._pixel_bytes.inference(pixels), what, "use a smaller --tile",
+                   next(self.network.parameters()).device)
+
     def denoise(self, image: Image_, tile: int = 512, overlap: int = 32, route: Route = "image",
                 color: ColorMode = "channels") -> Image_:
         """Denoise one image and return it as it came: a numpy array (``[H, W]`` or ``[H, W, 3]``; uint8,
@@ -143,15 +170,15 @@ def _as_tensor(image: Any) -> tuple[Tensor, Any]:
     if isinstance(image, Image.Image):
         mode = image.mode
         if mode not in ("L", "RGB", "I;16"):
-            raise RecipeError(f"a PIL image of mode {mode}: expected L, RGB or I;16 (convert it first)")
+            raise UsageError(f"a PIL image of mode {mode}: expected L, RGB or I;16 (convert it first)")
         tensor, back = _as_tensor(np.asarray(image))  # I;16 reads as uint16 and writes back as I;16
         return tensor, lambda out: Image.fromarray(back(out))
     if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-            raise RecipeError(f"expected an [H, W] or [H, W, 3] array, got shape {image.shape}")
+            raise UsageError(f"expected an [H, W] or [H, W, 3] array, got shape {image.shape}")
         scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
         if scale is None and not np.issubdtype(image.dtype, np.floating):
-            raise RecipeError(f"an array of {image.dtype}: expected uint8, uint16 or floats in [0, 1]")
+            raise UsageError(f"an array of {image.dtype}: expected uint8, uint16 or floats in [0, 1]")
         data = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)) / (scale or 1.0)
         tensor = data[None] if image.ndim == 2 else data.permute(2, 0, 1)
 
@@ -164,10 +191,10 @@ def _as_tensor(image: Any) -> tuple[Tensor, Any]:
         return tensor, back_array
     if isinstance(image, Tensor):
         if image.ndim not in (2, 3):
-            raise RecipeError(f"expected an [H, W] or [C, H, W] tensor, got shape {tuple(image.shape)}")
+            raise UsageError(f"expected an [H, W] or [C, H, W] tensor, got shape {tuple(image.shape)}")
         return (image[None] if image.ndim == 2 else image), lambda out: (
             out[0] if image.ndim == 2 else out).to(image.device, image.dtype)
-    raise RecipeError(f"cannot denoise a {type(image).__name__}: expected a numpy array, PIL image or tensor")
+    raise UsageError(f"cannot denoise a {type(image).__name__}: expected a numpy array, PIL image or tensor")
 
 
 def load(path: str | Path, device: torch.device | str = "cpu") -> Denoiser:
@@ -178,8 +205,12 @@ def load(path: str | Path, device: torch.device | str = "cpu") -> Denoiser:
 def denoise_file(model: Denoiser | str | Path, in_path: str | Path, out_path: str | Path, overwrite: bool = False,
                  **options: Any) -> Path:
     """Denoise the image file ``in_path`` into ``out_path`` (an existing file is replaced only with
-    ``overwrite``); ``options`` as for :meth:`Denoiser.denoise`. Returns the path written."""
+    ``overwrite``; a 16-bit gray file stays 16-bit as PNG or TIFF); ``options`` as for :meth:`Denoiser.run`.
+    Returns the path written."""
     denoiser = model if isinstance(model, Denoiser) else load(model)
     job, = plan_outputs(Path(in_path), Path(out_path), overwrite=overwrite)
+    (width, height), _ = image_header(job.source)
+    denoiser.check_memory((height, width), options.get("tile", 512))
     noisy = load_image(job.source, None if denoiser.in_channels == 1 else denoiser.in_channels)
-    return save_image(denoiser.run(noisy, **options).image, job.output)
+    image = denoiser.run(noisy, **options).image
+    return save_image(image, job.output, output_bits(bit_depth(job.source), image.shape[0], job.output))

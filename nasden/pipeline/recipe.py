@@ -20,6 +20,8 @@ from nasden.core.specs import build_space
 from nasden.data.image_sets import DataConfig, DataError, check_folder
 from nasden.pipeline.strategy import check_stage_order
 
+MAX_RECIPE_BYTES = 1024 * 1024
+
 
 @dataclass
 class StageConfig:
@@ -152,7 +154,13 @@ def load_recipe(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     """Read, override and validate a recipe file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.exists() and not path.is_file():
+            raise RecipeError(f"{path}: not a regular file; a recipe is a YAML file")
+        with path.open("rb") as f:
+            data = f.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: larger than {MAX_RECIPE_BYTES // 1024} KB; a recipe is a few hundred lines")
+        text = data.decode()
     except FileNotFoundError:
         raise RecipeError(f"{path}: no such recipe file") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -13,8 +13,11 @@ receive the outcome of every other stage.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,20 +27,22 @@ from torch import Tensor, nn
 
 from nasden.common import distributed
 from nasden.common.atomic import atomic_write, remove_orphans
-from nasden.common.errors import RunError
+from nasden.common.errors import NasdenError, RunError, StageFailed
 from nasden.common.progress import progress
 from nasden.common.registry import STRATEGIES
 from nasden.common.storage import load_torch, save_json, save_torch
+from nasden.core.extract import extract
 from nasden.core.gates import gate_from_spec
 from nasden.core.space import Architecture, SearchSpace
-from nasden.core.specs import build_network
-from nasden.core.supernet import Supernet
+from nasden.core.specs import build_network, is_dynamic
+from nasden.core.supernet import Supernet, recalibrate_bn
 from nasden.data.image_sets import RunData
 from nasden.deploy import model_file as final
+from nasden.deploy.inference import denoise
+from nasden.pipeline import data_record
 from nasden.pipeline.recipe import Recipe, load_recipe
 from nasden.pipeline.run_lock import RunLock
-from nasden.pipeline.strategy import StageFailed
-from nasden.pipeline.tensorboard_log import open_writer
+from nasden.pipeline.tensorboard_log import log_samples, open_writer
 
 
 def _serialise(obj: Any) -> bytes:
@@ -195,15 +200,49 @@ class StageContext:
     def scalar(self, name: str, value: float, step: int) -> None:
         self.run.writer.add_scalar(f"{self.tag}/{name}", value, step)
 
+    @torch.no_grad()
+    def log_subnetwork(self, arch: Architecture, step: int, label: str) -> None:
+        """:meth:`log_denoised` for the supernet's sub-network ``arch``, its BatchNorm recalibrated for the
+        pictures only: the supernet's statistics are left as they were."""
+        supernet = self.run.supernet
+        buffers = {name: buffer.clone() for name, buffer in supernet.named_buffers()}
+        recalibrate_bn(supernet, arch, self.run.calibration_batches(8))
+        network = extract(supernet, arch).eval()
+        for name, buffer in supernet.named_buffers():
+            buffer.copy_(buffers[name])
+        self.log_denoised(network, step, label=label)
+
+    @torch.no_grad()
+    def log_denoised(self, model: nn.Module, step: int, count: int = 2, label: str = "sample") -> None:
+        """TensorBoard images ``<stage>/<label>/<image>`` (noisy | denoised | clean) of the first ``count``
+        validation pairs; for a dynamic model, the candidate each image took as text beside them."""
+        dynamic = is_dynamic(model)
+        for name, noisy, clean in self.run.data.val[:count]:
+            result = denoise(model, noisy.to(self.run.device), self.run.space.resolution_multiple)
+            log_samples(self.run.writer, f"{self.tag}/{label}/{name}", noisy, result.image.cpu(), clean, step)
+            if dynamic:
+                chosen = result.choices[0]
+                self.run.writer.add_text(f"{self.tag}/{label}/{name}/route", f"candidate {chosen} of "
+                                         f"{len(model.candidates)} ({model.flops[chosen]:.4g} FLOPs/pixel)", step)
+
     def check_loss(self, loss: torch.Tensor, step: int, last_checkpoint: int) -> None:
         """Stop the stage with a clear message if ``loss`` is NaN or infinite."""
         if not torch.isfinite(loss):
             self.fail(f"loss became {loss.item()} at step {step}", last_checkpoint)
 
-    def fail(self, what: str, last_checkpoint: int) -> None:
-        """Stop the stage, saying what went wrong, where it restarts and how to recover."""
-        kept = (f"the last good checkpoint (step {last_checkpoint}) is kept in {self.dir / 'checkpoint.pt'}"
-                if last_checkpoint and self.has_checkpoint() else "the stage has no checkpoint and restarts")
+    def fail(self, what: str, last_checkpoint: int | None) -> None:
+        """Stop the stage, saying what went wrong, where it restarts and how to recover. ``last_checkpoint``:
+        the step of the last checkpoint written before things went wrong, or None when the stage's checkpoint
+        holds what failed (it is moved aside to ``checkpoint.diverged.pt`` and the stage restarts)."""
+        if last_checkpoint is None and self.has_checkpoint():
+            aside = self.dir / "checkpoint.diverged.pt"
+            if distributed.is_main():
+                self.checkpoint_path.replace(aside)
+            kept = f"its checkpoint holds the failed network, moved aside to {aside}; the stage restarts"
+        elif last_checkpoint and self.has_checkpoint():
+            kept = f"the last checkpoint before it (step {last_checkpoint}) is kept in {self.checkpoint_path}"
+        else:
+            kept = "the stage has no checkpoint and restarts"
         raise StageFailed(f"stage {self.index} ({self.strategy}): {what}; {kept}. Lower the learning rate and "
                           f"continue: nasden resume {self.run.run_dir} -o stages.{self.index}.lr=...")
 
@@ -220,6 +259,8 @@ def create_run(recipe: Recipe, run_dir: Path) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunError(f"{run_dir}: cannot create the run folder ({err.strerror})") from None
+    recipe = dataclasses.replace(recipe, data=data_record.absolute_folders(recipe.data))
+    data_record.record(recipe.data, run_dir)
     atomic_write(run_dir / "recipe.yaml", lambda tmp: Path(tmp).write_text(
         f"# resolved recipe of run {run_dir.name}; continue with: nasden resume {run_dir}\n"
         + yaml.safe_dump(recipe.to_dict(), sort_keys=False)))
@@ -246,10 +287,13 @@ def execute(run_dir: Path, quiet: bool = False, workers: int = 1) -> list[dict[s
     with RunLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
         if distributed.is_main():
             remove_orphans(run_dir)
+            data_record.check(load_recipe(run_dir / "recipe.yaml").data, run_dir)
         ctx = open_run(run_dir, quiet, workers)
         try:
             for index, stage in enumerate(ctx.recipe.stages):
                 _run_stage(ctx, index, stage.strategy, stage.options)
+            if distributed.is_main():
+                _check_final(ctx)
         finally:
             ctx.writer.close()
     if not ctx.quiet:
@@ -257,11 +301,31 @@ def execute(run_dir: Path, quiet: bool = False, workers: int = 1) -> list[dict[s
     return ctx.summaries
 
 
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
+
+
+def _check_final(ctx: RunContext) -> None:
+    """A run that holds a final network has a ``final.pt`` that loads; a missing or damaged one is written
+    again from ``context.pt``, which holds the same network."""
+    if ctx.final is None or ctx.final_spec is None:
+        return
+    try:
+        final.load(ctx.run_dir / final.FILE_NAME)
+    except NasdenError as err:
+        warnings.warn(f"{err}; written again from {ctx.run_dir / 'context.pt'}", stacklevel=1)
+        ctx.set_final(ctx.final, ctx.final_spec)
+
+
 def _run_stage(ctx: RunContext, index: int, name: str, options: Any) -> None:
     strategy = STRATEGIES.get(name)(options)
     stage_ctx = StageContext(ctx, index, name, strategy.data_parallel)
-    if index < len(ctx.summaries):
-        if not (stage_ctx.dir / "result.json").exists():
+    if index < len(ctx.summaries):  # done: its result is on disk, readable, or written again from context.pt
+        if not _readable_json(stage_ctx.dir / "result.json"):
             save_json(ctx.summaries[index], stage_ctx.dir / "result.json")
         return
     torch.manual_seed(stage_ctx.seed)

@@ -12,8 +12,13 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
+import torch
+
+from nasden.data.image_sets import DataError
+
 if TYPE_CHECKING:
     from nasden.core.space import SearchSpace
+    from nasden.data.image_sets import RunData
     from nasden.pipeline.run import StageContext
 
 
@@ -28,10 +33,6 @@ def require_learning_rate(lr: float, lr_min: float, name: str = "lr") -> None:
     """Raise ``ValueError`` unless ``0 < lr <= 10`` and ``0 <= lr_min <= lr`` (a cosine from lr to lr_min)."""
     if not 0 < lr <= 10 or not 0 <= lr_min <= lr:
         raise ValueError(f"{name}: expected 0 < {name}_min <= {name} <= 10, got {name}={lr}, {name}_min={lr_min}")
-
-
-class StageFailed(RuntimeError):
-    """A stage that cannot go on (e.g. its loss became NaN); its last good checkpoint is kept."""
 
 
 def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: set[str],
@@ -51,6 +52,10 @@ def check_stage_order(stages: list[tuple[str, type[Strategy]]], choice_kinds: se
             return f"stages.{index} ({name}) needs {', '.join(missing)} from an earlier stage{fix}"
         have |= strategy.provides
     return None
+
+
+#: what a stage can leave for the stages after it: the run context's slots (:data:`nasden.pipeline.run.SLOTS`)
+SLOT_NAMES = frozenset({"candidates", "arch", "classifier", "final"})
 
 
 class Strategy(ABC):
@@ -80,6 +85,19 @@ class Strategy(ABC):
     transactional_files: ClassVar[frozenset[str]] = frozenset()
     #: the stage can spread its work over processes: ``nasden worker RUN --stage N`` runs :meth:`work`
     has_workers: ClassVar[bool] = False
+    #: a step back-propagates through the network (its batches cost activations and their gradients; the other
+    #: stages' batches only a forward pass); the memory check before a run counts it
+    trains_network: ClassVar[bool] = False
+    #: a training step runs every op candidate of a layer (a relaxed supernet): that many times the activations
+    runs_every_candidate: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A strategy that requires or provides something no run slot holds is refused when it is defined."""
+        super().__init_subclass__(**kwargs)
+        unknown = sorted((cls.requires | cls.provides) - SLOT_NAMES)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: requires or provides {', '.join(map(repr, unknown))}, which no run slot "
+                            f"holds ({', '.join(sorted(SLOT_NAMES))})")
 
     def __init__(self, config: Any):
         self.config = config
@@ -87,6 +105,17 @@ class Strategy(ABC):
     def check_space(self, space: SearchSpace) -> None:
         """Raise ``ValueError("option: why")`` for an option that does not fit ``space`` (``parse_recipe`` calls
         this, so the recipe is refused before anything runs)."""
+
+    def check_data(self, data: RunData) -> None:
+        """Raise a :class:`~nasden.common.errors.NasdenError` for an option the run's data cannot serve
+        (``nasden.pipeline.preflight`` calls this before the run starts). By default the options named
+        ``val_size`` (a validation crop, with ``val_images``) and ``patch`` are checked against the images."""
+        val_size, patch = getattr(self.config, "val_size", None), getattr(self.config, "patch", None)
+        if val_size:
+            data.val_batch(val_size, getattr(self.config, "val_images", None))
+        if patch and patch > data.sampler.smallest_side:
+            raise DataError(f"patch {patch}: larger than the smallest training image ({data.sampler.smallest_side} "
+                            f"pixels)")
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         """Run the stage, resuming from its checkpoint if there is one; returns its summary."""
@@ -106,9 +135,14 @@ class Strategy(ABC):
 @contextmanager
 def helper_processes(ctx: StageContext) -> Iterator[None]:
     """Start ``nasden worker`` helpers 1..workers-1 for the stage while the block runs in this process (worker
-    0); wait for them at its end, and kill them if it fails."""
+    0); wait for them at its end, and kill them if it fails. The process's threads are shared out among the
+    workers while they run (:mod:`nasden.common.threads`)."""
+    threads = torch.get_num_threads()
+    share = max(1, threads // ctx.run.workers)
+    torch.set_num_threads(share)
     helpers = [subprocess.Popen([sys.executable, "-m", "nasden.cli", "worker", str(ctx.run.run_dir), "--stage",
-                                 str(ctx.index), "--index", str(i), "--quiet"]) for i in range(1, ctx.run.workers)]
+                                 str(ctx.index), "--index", str(i), "--threads", str(share), "--quiet"])
+               for i in range(1, ctx.run.workers)]
     try:
         yield
         for helper in helpers:
@@ -116,3 +150,4 @@ def helper_processes(ctx: StageContext) -> Iterator[None]:
     finally:
         for helper in helpers:
             helper.kill()
+        torch.set_num_threads(threads)

@@ -196,7 +196,7 @@ def _check_files(strategy: str, run_dir: Path, stage: int, renamed: set[Path]) -
         assert not path.name.startswith(".nasden-tmp-"), f"{strategy} left a temporary file: {relative}"
         in_stage = relative.parts[:2] == ("stages", own)
         before = relative.parts[0] == "stages" and relative.parts[1] < own
-        assert in_stage or before or str(relative) in ("recipe.yaml", "context.pt", "final.pt"), \
+        assert in_stage or before or str(relative) in ("recipe.yaml", "data.json", "context.pt", "final.pt"), \
             f"{strategy} wrote {relative} outside its stage folder"
         if relative.name in STRATEGIES.get(strategy).transactional_files:
             continue

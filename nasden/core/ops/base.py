@@ -72,6 +72,13 @@ class OpSpec:
     supports_nm: bool = False
     per_pattern: bool = False
 
+    def describe(self) -> str:
+        """One line: the class and hyper-parameters, and what the op does to the resolution and to N:M."""
+        options = ", ".join(f"{key}={value!r}" for key, value in self.hparams.items())
+        notes = {1: ["halves the resolution"], -1: ["doubles the resolution"]}.get(self.scale, [])
+        notes += ["N:M sparsity"] if self.supports_nm else []
+        return f"{self.cls.__name__}({options})" + (f": {', '.join(notes)}" if notes else "")
+
     def build(self, cin: int, cout: int, patterns: Sequence[str] = ()) -> DynamicOp:
         if self.per_pattern:
             return self.cls(cin, cout, patterns=tuple(patterns), **self.hparams)
