@@ -95,7 +95,8 @@ def test_denoise(run, tmp_path, capsys, kind) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_eval_json_is_checked_before_scoring(run, tmp_path, capsys, kind, monkeypatch) -> None:
     make(kind, tmp_path / "scores.json")
-    monkeypatch.setattr("nasden.deploy.denoiser.evaluate_network", lambda *a, **k: pytest.fail("scored before refusing"))
+    monkeypatch.setattr("nasden.deploy.denoiser.evaluate_network",
+                        lambda *a, **k: pytest.fail("scored before refusing"))
     argv = ["eval", str(run), "--data", "builtin", "--crop", "32", "--json", str(tmp_path / "scores.json")]
     refused_untouched(capsys, argv, tmp_path / "scores.json", expected_refusal(kind))
     if kind != "file":
