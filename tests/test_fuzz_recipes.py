@@ -1,4 +1,5 @@
-"""At least 200 malformed recipes: each gets exit code 2 and one line on stderr, never a traceback."""
+"""At least 200 malformed recipes: each gets exit code 2 and one line on stderr, never a traceback, from search and
+from validate alike."""
 from __future__ import annotations
 
 import copy
@@ -123,3 +124,5 @@ def test_malformed_recipe_gets_one_line_and_exit_2(text: str, tmp_path: Path, ca
     assert err.startswith("nasden: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing half-made
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == err  # validate refuses it with the same line
