@@ -102,6 +102,14 @@ def trained(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory) -> Path:
+    """A 30000×20000 PNG that compresses to nothing: only its header is ever read."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("L", (30000, 20000)).save(path)
+    return path
+
+
 KNOBS = {  # an absurd value of each size a recipe or flag sets → the command
     "data.batch": ["validate", "{recipe}", "-o", "data.batch=65536", "-o", "data.patch=48"],
     "data.patch": ["validate", "{recipe}", "-o", "data.patch=4096", "-o", "data.batch=16"],
@@ -114,11 +122,9 @@ KNOBS = {  # an absurd value of each size a recipe or flag sets → the command
 
 @pytest.mark.slow
 @pytest.mark.parametrize("knob", list(KNOBS))
-def test_an_absurd_size_is_one_line_fast_and_small(knob, trained, tmp_path) -> None:
+def test_an_absurd_size_is_one_line_fast_and_small(knob, trained, huge, tmp_path) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(TINY))
-    huge = tmp_path / "huge.png"  # 30000×20000 pixels that compress to nothing: only its header is read
-    Image.new("L", (30000, 20000)).save(huge)
     argv = [a.format(recipe=recipe, run=trained, huge=huge, tmp=tmp_path) for a in KNOBS[knob]]
     code, err, seconds, peak_gb = _measured(argv, tmp_path)
     assert code == 2 and err.count("\n") == 0 and ("needs ~" in err or "decompression bomb" in err), err
