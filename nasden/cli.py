@@ -206,7 +206,7 @@ COLOR_NOTES = {"channels": "each RGB channel", "luma": "luminance only, chromina
 
 def _export(args: argparse.Namespace) -> int:
     from nasden.deploy.denoiser import load
-    if args.format == "onnx":
+    if args.format.startswith("onnx"):
         try:
             import onnx  # noqa: F401
         except ImportError:
@@ -322,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", **threads)
     p = command("export", _export, "export a trained network as TorchScript or ONNX")
     p.add_argument("model", **model)
-    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--format", choices=["torchscript", "onnx", "onnx-candidates"], default="torchscript",
+                   help="onnx: one graph with the routing inside; onnx-candidates: the gate and each candidate as "
+                        "graphs of their own (dynamic networks; default torchscript)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the files of an earlier export in --out (default: refuse)")

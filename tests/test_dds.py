@@ -293,10 +293,14 @@ def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:
     recipe = {**DDS_TINY, "stages": DDS_TINY["stages"][:3]}
     run = create_run(parse_recipe(recipe), tmp_path / "run")
     execute(run, quiet=True)
-    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    assert main(["export", str(run), "--format", "onnx-candidates", "--out", str(tmp_path / "onnx")]) == 0
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
     model = load_final(run).network
     x = torch.rand(2, 1, 40, 24)
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "one")]) == 0
+    (routed,) = ort.InferenceSession(str(tmp_path / "one" / "denoiser.onnx")).run(None, {"noisy": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(routed), model(x), atol=1e-5, rtol=0)
     (logits,) = ort.InferenceSession(str(tmp_path / "onnx" / manifest["gate"])).run(None, {"noisy": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(logits), model.gate(x), atol=1e-4, rtol=1e-4)
     for index, name in enumerate(manifest["candidates"]):

@@ -188,3 +188,27 @@ def test_a_gate_without_the_first_block_runs_its_own() -> None:
     model = DynamicDenoiser(ClassifierGate(1, 2, channels=8), Supernet(space), [space.smallest(), space.largest()],
                             [1.0, 2.0])
     assert model.shared_block is None
+
+
+def test_a_dynamic_network_exports_to_one_onnx_graph_with_its_weights_once(tmp_path) -> None:
+    onnx = pytest.importorskip("onnx", reason="the optional 'onnx' extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (in the 'onnx' extra) is not installed")
+    from onnx import numpy_helper
+
+    from nasden.deploy.export import export
+    space = SPACES.get("slimmable")(depth=4, channels=16)
+    supernet = _trained_like(Supernet(space))
+    archs = [space.smallest(), space.sample(3), space.largest()]
+    model = DynamicDenoiser(BrightnessGate(3), supernet, archs, [1.0, 2.0, 3.0]).eval()
+    manifest = export(model, space, dynamic_spec(model), tmp_path / "out", "onnx")
+    assert manifest["file"] == "denoiser.onnx" and manifest["routing"].startswith("in the graph")
+    x = torch.rand(6, 1, 24, 40) * 0.1 + torch.linspace(0, 0.9, 6).view(6, 1, 1, 1)
+    with torch.no_grad():
+        assert len(set(model.route(x).tolist())) == 3  # the batch mixes every candidate
+        expected = model(x)
+    (y,) = ort.InferenceSession(str(tmp_path / "out" / "denoiser.onnx")).run(None, {"noisy": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(y), expected, atol=1e-5, rtol=0)
+    graph = onnx.load(str(tmp_path / "out" / "denoiser.onnx")).graph
+    stored = sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
+    weights = sum(t.numel() * t.element_size() for t in [*supernet.parameters(), *supernet.buffers()])
+    assert stored <= weights + 1024  # one weight set (and the routing's prices), not one per candidate
