@@ -35,8 +35,7 @@ def _search(args: argparse.Namespace) -> int:
     from nasden.pipeline.run import create_run, execute
     recipe = load_recipe(args.recipe, args.override)
     _check_workers(args.workers)
-    if distributed.is_main():
-        preflight(recipe)  # before the run folder is made: what validate refuses, search refuses first
+    preflight(recipe)  # before the run folder is made (under torchrun, on every process, which then refuse alike)
     with distributed.process_group():  # under torchrun: rank 0 makes the run folder, every process runs it
         run_dir = distributed.from_main(lambda: create_run(recipe, Path(args.out) if args.out else Path("runs") / (
             f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")))
