@@ -21,7 +21,7 @@ from nasden.common.errors import NasdenError, RunError, StageFailed, UsageError
 from nasden.common.registry import GATES, OPS, SPACES, STRATEGIES
 from nasden.common.threads import own_cores
 from nasden.data.image_sets import evaluation_pairs, load_set
-from nasden.data.images import ImageError, bit_depth, image_header, load_image, output_bits, save_image
+from nasden.data.images import ImageError, image_header, load_image, output_bits, save_image
 from nasden.data.noise import NoiseConfig
 from nasden.deploy.output_plan import plan_outputs
 from nasden.pipeline.preflight import preflight
@@ -171,7 +171,7 @@ def _denoise(args: argparse.Namespace) -> int:
         src, dst = job.source, job.output
         replaced = " (replaced)" if dst.exists() else ""
         try:  # a gray network keeps a colour photo in colour (nasden.data.color); an RGB one gets RGB
-            (width, height), _ = image_header(src)
+            (width, height), source_bits = image_header(src)
             model.check_memory((height, width), args.tile)  # before the image is decoded
             noisy = load_image(src, None if model.in_channels == 1 else model.in_channels)
         except ImageError as err:
@@ -183,7 +183,6 @@ def _denoise(args: argparse.Namespace) -> int:
         result = model.run(noisy, args.tile, args.overlap, args.route, args.color, quiet=args.quiet)
         note = (f"  (colour through the gray network: {COLOR_NOTES[args.color]})"
                 if noisy.shape[0] == 3 and model.in_channels == 1 else "")
-        source_bits = bit_depth(src)
         bits = output_bits(source_bits, result.image.shape[0], dst)
         if bits < source_bits:
             note += f"  (16-bit input written as 8-bit: {dst.suffix or 'this format'} holds 8 bits; use .png or .tif)"

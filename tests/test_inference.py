@@ -129,7 +129,7 @@ def test_tiles_smaller_than_the_receptive_field_are_refused() -> None:
     def denoiser(depth: int) -> Denoiser:
         space = SPACES.get("dncnn")(depth=depth, channels=2)
         network = extract(Supernet(space), space.largest()).eval()
-        return Denoiser(ModelFile(space, static_spec(space.largest()), network, {}, {}, Path("-")))
+        return Denoiser(ModelFile(space, static_spec(space.largest()), network, {}, Path("-")))
 
     denoiser(31).check_tiles(64, 16)  # a 63-pixel field fits a 64-pixel tile
     with pytest.raises(UsageError, match=r"smaller than the network's receptive field \(65 pixels\); use --tile 65"):

@@ -90,17 +90,13 @@ def load_image(path: str | Path, channels: int | None) -> torch.Tensor:
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
 
 
-def bit_depth(path: str | Path) -> int:
-    """16 for a 16-bit gray image file, else 8 (read from the header, nothing decoded)."""
-    return 16 if image_header(path)[1].startswith("I") else 8
-
-
-def image_header(path: str | Path) -> tuple[tuple[int, int], str]:
-    """The (width, height) and Pillow mode of an image file, from its header alone (nothing decoded)."""
+def image_header(path: str | Path) -> tuple[tuple[int, int], int]:
+    """The (width, height) of an image file and its bit depth (16 for 16-bit gray, else 8), from its header
+    alone (nothing decoded)."""
     try:
         with warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return image.size, image.mode
+            return image.size, 16 if image.mode.startswith("I") else 8
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from None
 

@@ -22,7 +22,7 @@ from nasden.common.memory import check_fits
 from nasden.core.activations import PixelBytes, pixel_bytes
 from nasden.core.specs import is_dynamic
 from nasden.data.color import ColorMode, denoise_in_color
-from nasden.data.images import bit_depth, image_header, load_image, output_bits, save_image
+from nasden.data.images import image_header, load_image, output_bits, save_image
 from nasden.data.noise import NoiseConfig
 from nasden.deploy import model_file
 from nasden.deploy.export import export
@@ -209,8 +209,8 @@ def denoise_file(model: Denoiser | str | Path, in_path: str | Path, out_path: st
     Returns the path written."""
     denoiser = model if isinstance(model, Denoiser) else load(model)
     job, = plan_outputs(Path(in_path), Path(out_path), overwrite=overwrite)
-    (width, height), _ = image_header(job.source)
+    (width, height), source_bits = image_header(job.source)
     denoiser.check_memory((height, width), options.get("tile", 512))
     noisy = load_image(job.source, None if denoiser.in_channels == 1 else denoiser.in_channels)
     image = denoiser.run(noisy, **options).image
-    return save_image(image, job.output, output_bits(bit_depth(job.source), image.shape[0], job.output))
+    return save_image(image, job.output, output_bits(source_bits, image.shape[0], job.output))

@@ -47,7 +47,6 @@ class ModelFile:
     spec: dict[str, Any]
     network: nn.Module
     trained_on: dict[str, Any]
-    space_spec: dict[str, Any]
     path: Path
 
 
@@ -118,7 +117,7 @@ def load(path: Path, device: torch.device | str = "cpu") -> ModelFile:
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise RunError(f"{file}: its weights do not fit its network spec ({err.__class__.__name__}); the file is "
                        f"damaged or was edited") from None
-    return ModelFile(space, spec, network, trained_on, dict(space_spec), file)
+    return ModelFile(space, spec, network, trained_on, file)
 
 
 def _from_run_folder(file: Path, version: int) -> tuple[dict[str, Any], dict[str, Any]]:
