@@ -83,7 +83,6 @@ class GateConfig:
             raise ValueError(f"budget_flops: expected a positive number, got {self.budget_flops}")
         require_learning_rate(self.lr, self.lr_min)
 
-
     def builder_options(self) -> dict[str, Any]:
         """The keyword arguments of the gate's builder: ``width`` and ``hidden`` for ``dds``, ``hidden`` as the
         classifier's ``channels``, and ``gate_options`` over them."""
@@ -143,7 +142,7 @@ def smallest_bias(spent: Callable[[float], float], budget: float) -> float:
     return high
 
 
-def gate_budget(cfg: GateConfig, low: float, high: float, index: int, say: Callable[[str], None]) -> float | None:
+def gate_budget(cfg: GateConfig, low: float, high: float, say: Callable[[str], None]) -> float | None:
     """The budget C in FLOPs/pixel for candidates that cost ``low`` to ``high``. ``budget_flops`` outside that
     range is an error; ``budget_ratio`` of ``high`` below ``low`` (a searched front of candidates less than
     1/ratio apart) is raised to ``low``, and ``budget_flops`` outside that range (the space's range is checked when
@@ -188,7 +187,7 @@ class Gate(Strategy):
         chosen = spread_over_flops(run.candidates, cfg.candidates)
         flops = torch.tensor([c["flops_per_pixel"] for c in chosen], device=run.device)
         high = float(flops[-1])
-        budget = gate_budget(cfg, float(flops[0]), high, ctx.index, ctx.say)
+        budget = gate_budget(cfg, float(flops[0]), high, ctx.say)
         calibration = run.calibration_batches(cfg.calibration_batches)
         statistics = []
         for c in chosen:

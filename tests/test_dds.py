@@ -274,17 +274,17 @@ def test_gate_budget_outside_the_space_is_refused_when_parsed() -> None:
 
 def test_a_budget_outside_the_candidates_is_moved_into_their_range() -> None:
     said: list[str] = []
-    assert gate_budget(GateConfig(budget_flops=50e3), 10e3, 30e3, 2, said.append) == 30e3
-    assert gate_budget(GateConfig(budget_flops=5e3), 10e3, 30e3, 2, said.append) == 10e3
+    assert gate_budget(GateConfig(budget_flops=50e3), 10e3, 30e3, said.append) == 30e3
+    assert gate_budget(GateConfig(budget_flops=5e3), 10e3, 30e3, said.append) == 10e3
     assert len(said) == 2 and "outside the candidates' range" in said[0]
 
 
 def test_a_budget_ratio_below_the_cheapest_candidate_is_raised_to_it() -> None:
     said: list[str] = []
-    assert gate_budget(GateConfig(budget_ratio=0.5), 15.3e3, 29.9e3, 2, said.append) == 15.3e3
+    assert gate_budget(GateConfig(budget_ratio=0.5), 15.3e3, 29.9e3, said.append) == 15.3e3
     assert "below the cheapest" in said[0]
-    assert gate_budget(GateConfig(budget_ratio=0.5), 10e3, 30e3, 2, said.append) == 15e3 and len(said) == 1
-    assert gate_budget(GateConfig(), 10e3, 30e3, 2, said.append) is None
+    assert gate_budget(GateConfig(budget_ratio=0.5), 10e3, 30e3, said.append) == 15e3 and len(said) == 1
+    assert gate_budget(GateConfig(), 10e3, 30e3, said.append) is None
 
 
 def test_onnx_export_of_a_dynamic_run(tmp_path) -> None:
